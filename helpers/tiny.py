@@ -133,8 +133,19 @@ def build_model(spec: ModelSpec, tokenizer):
     return model
 
 
+def recipe_digest(spec: ModelSpec) -> str:
+    """Short hash of everything a stand-in is built from: a changed corpus or template means a new build."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for part in (VERSION, json.dumps(TINY_CONFIG, sort_keys=True), str(VOCAB_SIZE), "\n".join(corpus_lines()),
+                 spec.chat_template(), repr(spec)):
+        h.update(part.encode())
+    return h.hexdigest()[:10]
+
+
 def tiny_model_dir(spec: ModelSpec) -> Path:
-    return cache_root() / VERSION / spec.key
+    return cache_root() / f"{spec.key}-{recipe_digest(spec)}"
 
 
 def build_tiny_model(spec: ModelSpec, *, force: bool = False) -> Path:

@@ -1,0 +1,136 @@
+"""Every lecture and solution notebook runs in the tiny profile; the runner reports failures clearly."""
+
+from __future__ import annotations
+
+import doctest
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from helpers import runner
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted(ROOT.glob("lectures/*.ipynb")) + sorted(ROOT.glob("solutions/*/*.ipynb"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.relative_to(ROOT).as_posix())
+def test_notebook_runs_in_tiny_profile(notebook, tmp_path):
+    [row] = runner.run_notebooks([notebook], "tiny", progress=False, out_dir=tmp_path, root=ROOT)
+    assert row.status == "ok", row.failure_message()
+    assert (tmp_path / row.notebook).exists()
+
+
+def _notebook(path: Path, *sources: str) -> Path:
+    """A minimal notebook: a parameters cell, then one code cell per source."""
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell('PROFILE = "auto"', metadata={"tags": ["parameters"]})]
+    nb.cells += [nbformat.v4.new_code_cell(src) for src in sources]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, path)
+    return path
+
+
+@pytest.mark.slow
+def test_runner_reports_failing_cell_and_honours_tiny(tmp_path, capsys):
+    notebooks = tmp_path / "nbs"
+    notebooks.mkdir()
+    # The good notebook asserts what the runner promises the kernel: this interpreter, the
+    # profile injected, the Hub switched off.
+    _notebook(
+        notebooks / "a_good.ipynb",
+        f"import os, sys\nassert sys.executable == {sys.executable!r}, sys.executable",
+        'assert PROFILE == "tiny", PROFILE',
+        'assert os.environ["HF_HUB_OFFLINE"] == os.environ["TRANSFORMERS_OFFLINE"] == "1"',
+    )
+    _notebook(notebooks / "b_bad.ipynb", "x = 1", "y = x / 0  # the failing cell\nprint(y)", "z = 2")
+    summary = tmp_path / "summary.json"
+
+    code = runner.main(
+        ["--profile", "tiny", "--no-progress", "--out", str(tmp_path / "out"), "--summary", str(summary), str(notebooks)]
+    )
+    err = capsys.readouterr().err
+
+    assert code == 1
+    assert "FAILED b_bad.ipynb: cell 2 (`y = x / 0  # the failing cell`) failed: ZeroDivisionError" in err
+    assert "a_good.ipynb" not in err
+    rows = json.loads(summary.read_text())["notebooks"]
+    assert [(r["notebook"], r["status"], r["failed_cell_index"]) for r in rows] == [
+        ("a_good.ipynb", "ok", None),
+        ("b_bad.ipynb", "failed", 2),
+    ]
+    assert all(r["peak_rss_gib"] > 0 for r in rows)  # the kernel was measured
+    assert (tmp_path / "out" / "b_bad.ipynb").exists()
+
+
+def test_runner_refuses_unknown_profile(tmp_path):
+    _notebook(tmp_path / "n.ipynb", "pass")
+    proc = subprocess.run(
+        [sys.executable, "-m", "helpers.runner", "--profile", "gpu", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2
+    assert "unknown profile 'gpu'" in proc.stderr
+    with pytest.raises(ValueError, match="unknown profile"):
+        runner.run_notebooks([tmp_path], "gpu", progress=False)
+
+
+def test_runner_refuses_missing_path(tmp_path):
+    assert runner.main(["--profile", "tiny", str(tmp_path / "missing.ipynb")]) == 2
+
+
+def test_format_table_and_failure_message():
+    rows = [
+        runner.NotebookRun("a.ipynb", "ok", 1.25, 0.5),
+        runner.NotebookRun("bb.ipynb", "failed", 2.0, 1.0, failed_cell_index=3, failed_cell_first_line="f()",
+                           error="KeyError: 'x'"),
+    ]
+    assert runner.format_table(rows).splitlines() == [
+        "notebook  status  seconds  peak RSS (GiB)",
+        "a.ipynb   ok          1.2            0.50",
+        "bb.ipynb  failed      2.0            1.00",
+        "total                 3.2            1.00",
+    ]
+    assert rows[1].failure_message() == "bb.ipynb: cell 3 (`f()`) failed: KeyError: 'x'"
+
+
+def test_offline_environment_is_restored(monkeypatch):
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    with runner.kernel_environment("tiny"):
+        import os
+
+        assert os.environ["HF_HUB_OFFLINE"] == "1"
+    assert "HF_HUB_OFFLINE" not in os.environ
+    with runner.kernel_environment("full"):
+        assert "HF_HUB_OFFLINE" not in os.environ
+
+
+def test_runner_doctests():
+    assert doctest.testmod(runner, optionflags=doctest.NORMALIZE_WHITESPACE).failed == 0
+
+
+@pytest.mark.slow
+def test_course_benchmark_times_each_notebook(tmp_path):
+    from benchmarks import course
+
+    _notebook(tmp_path / "00_a.ipynb", "import time\ntime.sleep(0.2)")
+    timing = course.measure([tmp_path], out_dir=tmp_path / "out")
+    assert timing.ok and [r.notebook for r in timing.rows] == ["00_a.ipynb"]
+    assert timing.rows[0].seconds >= 0.2 and timing.wall_seconds >= timing.rows[0].seconds
+    assert course.format_report(timing).splitlines()[-1].startswith("course wall time (tiny profile, 1 notebooks):")
+
+
+def test_benchmark_registry_skips_missing_modules(monkeypatch, capsys):
+    from benchmarks import __main__ as bench
+
+    monkeypatch.setattr(bench, "REGISTRY", [("ghost", "benchmarks.ghost_not_written", "nothing")])
+    assert bench.main([]) == 0
+    assert "skipped: benchmarks.ghost_not_written is not present" in capsys.readouterr().out
+    assert bench.main(["nope"]) == 2
