@@ -57,24 +57,16 @@ class NotebookRun:
 
 
 def resolve_profile(profile: str) -> str:
-    """'auto' | 'tiny' | 'full' -> 'tiny' | 'full'; ValueError on anything else.
+    """'auto' | 'tiny' | 'full' -> 'tiny' | 'full'; ValueError on an unknown profile or on `full`
+    without a CUDA GPU (every notebook would stop at its preflight: say it once, up front)."""
+    from helpers.device import has_cuda
+    from helpers.device import resolve_profile as device_resolve
 
-    Delegates to helpers.device (which announces what `auto` chose); imported lazily so this
-    module stays light.
-    """
-    if profile not in PROFILES:
-        raise ValueError(f"unknown profile {profile!r}: choose one of {', '.join(PROFILES)}")
-    try:
-        from helpers.device import resolve_profile as device_resolve
-    except ImportError:  # helpers.device not there yet: same rule, inline
-        if profile != "auto":
-            return profile
-        import torch
-
-        chosen = "full" if torch.cuda.is_available() else "tiny"
-        print(f"PROFILE auto -> {chosen}")
-        return chosen
-    return device_resolve(profile)
+    resolved = device_resolve(profile)
+    if resolved == "full" and not has_cuda():
+        raise ValueError("the full profile trains the real Hub models and needs a CUDA GPU, but none was found; "
+                         "use --profile tiny (or auto) on this machine")
+    return resolved
 
 
 def find_notebooks(paths, root: Path | None = None) -> list[Path]:
