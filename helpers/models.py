@@ -74,9 +74,9 @@ class ModelSpec:
     supports_system: bool = True
 
     def chat_template(self) -> str:
-        """The real model's chat template (Jinja), shipped as package data."""
-        text = resources.files("helpers").joinpath("templates", self.template).read_text()
-        return text[:-1] if text.endswith("\n") else text
+        """The real model's chat template (Jinja), byte for byte as the real tokenizer ships it
+        (some end with a newline, some do not: TRL recognises templates by exact string)."""
+        return resources.files("helpers").joinpath("templates", self.template).read_text(encoding="utf-8")
 
 
 MODELS: dict[str, ModelSpec] = {

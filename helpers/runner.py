@@ -135,8 +135,9 @@ class PeakRSS:
 
 @contextlib.contextmanager
 def kernel_environment(profile: str):
-    """Environment the kernel inherits: offline Hub switches in `tiny`, restored afterwards."""
-    changes = OFFLINE_ENV if profile == "tiny" else {}
+    """Environment the kernel inherits: COURSE_HEADLESS=1 (widgets render static HTML) and, in `tiny`,
+    the offline Hub switches; restored afterwards."""
+    changes = {"COURSE_HEADLESS": "1", **(OFFLINE_ENV if profile == "tiny" else {})}
     saved = {k: os.environ.get(k) for k in changes}
     os.environ.update(changes)
     try:
