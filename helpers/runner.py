@@ -138,6 +138,8 @@ def kernel_environment(profile: str):
     """Environment the kernel inherits: COURSE_HEADLESS=1 (widgets render static HTML) and, in `tiny`,
     the offline Hub switches; restored afterwards."""
     changes = {"COURSE_HEADLESS": "1", **(OFFLINE_ENV if profile == "tiny" else {})}
+    if profile == "tiny":  # tiny matrices: one thread is faster than several fighting over 2 cores
+        changes.setdefault("OMP_NUM_THREADS", os.environ.get("OMP_NUM_THREADS", "1"))
     saved = {k: os.environ.get(k) for k in changes}
     os.environ.update(changes)
     try:
