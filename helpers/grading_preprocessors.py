@@ -42,9 +42,9 @@ class RobustExecute(Execute):
 
     def __init__(self, *args, **kwargs):
         # The `python3` kernel is this interpreter (the .venv), never another Python's kernelspec.
-        from helpers.runner import _venv_kernel_manager_class
+        from helpers.runner import venv_kernel_manager_class
 
-        kwargs.setdefault("kernel_manager_class", _venv_kernel_manager_class())
+        kwargs.setdefault("kernel_manager_class", venv_kernel_manager_class())
         super().__init__(*args, **kwargs)
         self._running_index: int | None = None
 

@@ -107,19 +107,40 @@ class PeakMemory:
                 f"+{self.delta_gib:.2f} GiB during the block), {self.seconds:.1f} s")
 
 
-class _RssSampler:
-    """Samples this process's RSS in a thread: CPU has no allocator peak counter."""
+def children_rss_gib() -> float:
+    """Summed RSS of this process's descendants (e.g. a notebook's kernel tree), in GiB."""
+    import psutil
 
-    def __init__(self, interval: float = 0.02):
+    total = 0
+    for child in psutil.Process().children(recursive=True):
+        try:
+            total += child.memory_info().rss
+        except psutil.Error:  # exited between listing and asking
+            pass
+    return total / GIB
+
+
+class RssSampler:
+    """Samples `measure()` (GiB; default: this process's RSS) in a thread and keeps the peak:
+    CPU memory has no allocator peak counter to ask.
+
+    >>> with RssSampler(interval=0.01) as s:
+    ...     pass
+    >>> s.peak > 0
+    True
+    """
+
+    def __init__(self, interval: float = 0.02, measure=None):
         import threading
 
-        self.interval, self.peak = interval, _rss_gib()
+        self.measure = measure or _rss_gib
+        self.interval, self.peak = interval, self.measure()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self):
         while not self._stop.wait(self.interval):
-            self.peak = max(self.peak, _rss_gib())
+            self.peak = max(self.peak, self.measure())
 
     def __enter__(self):
         self._thread.start()
@@ -128,7 +149,7 @@ class _RssSampler:
     def __exit__(self, *exc):
         self._stop.set()
         self._thread.join()
-        self.peak = max(self.peak, _rss_gib())
+        self.peak = max(self.peak, self.measure())
 
 
 @contextmanager
@@ -165,7 +186,7 @@ def track_peak_memory(device=None, *, cuda=None):
     else:
         result.device = "cpu"
         result.start_gib = _rss_gib()
-        sampler = _RssSampler().__enter__()
+        sampler = RssSampler().__enter__()
         try:
             yield result
         finally:
@@ -173,3 +194,20 @@ def track_peak_memory(device=None, *, cuda=None):
             result.peak_reserved_gib = result.peak_allocated_gib = sampler.peak
             result.delta_gib = sampler.peak - result.start_gib
             result.seconds = time.perf_counter() - t0
+
+
+def free_memory() -> MemoryReport:
+    """Collect garbage and hand cached CUDA blocks back to the driver (after `del model, trainer`);
+    returns the memory report afterwards.
+
+    >>> free_memory().device
+    'cpu'
+    """
+    import gc
+
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    return memory_report()

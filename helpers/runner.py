@@ -24,17 +24,19 @@ import argparse
 import contextlib
 import dataclasses
 import json
+import logging
 import os
 import sys
-import threading
 import time
 from pathlib import Path
 
 PROFILES = ("auto", "tiny", "full")
 OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
-GIB = 1024**3
 DEFAULT_OUT = Path("build/executed")
 DEFAULT_SUMMARY = Path("build/run-summary.json")
+# papermill parses parameters cells line by line to *describe* them, and warns on multi-line dicts
+# (our per-profile SETTINGS); injection does not need that parse, so the warnings are noise.
+logging.getLogger("papermill.translators").setLevel(logging.ERROR)
 
 
 @dataclasses.dataclass
@@ -91,46 +93,17 @@ def _relative(path: Path, root: Path) -> Path:
         return Path(path.name)
 
 
-class PeakRSS:
-    """Context manager sampling the summed RSS of this process's descendants (the kernel tree).
+def PeakRSS(interval: float = 0.1):
+    """Sampler of the peak summed RSS (GiB) of this process's descendants: the kernel tree.
 
     >>> with PeakRSS(interval=0.01) as meter:
     ...     pass
-    >>> meter.peak_gib >= 0
+    >>> meter.peak >= 0
     True
     """
+    from helpers.memory import RssSampler, children_rss_gib
 
-    def __init__(self, interval: float = 0.1):
-        self.interval = interval
-        self.peak_bytes = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, daemon=True)
-
-    def _sample(self) -> int:
-        import psutil
-
-        total = 0
-        for child in psutil.Process().children(recursive=True):
-            with contextlib.suppress(psutil.Error):
-                total += child.memory_info().rss
-        return total
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            self.peak_bytes = max(self.peak_bytes, self._sample())
-            self._stop.wait(self.interval)
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
-
-    @property
-    def peak_gib(self) -> float:
-        return self.peak_bytes / GIB
+    return RssSampler(interval=interval, measure=children_rss_gib)
 
 
 @contextlib.contextmanager
@@ -152,7 +125,7 @@ def kernel_environment(profile: str):
                 os.environ[k] = v
 
 
-def _venv_kernel_manager_class():
+def venv_kernel_manager_class():
     """An AsyncKernelManager whose `python3` kernel is always this interpreter (the .venv's python).
 
     jupyter_client would otherwise take the first `python3` kernelspec on the Jupyter path, which
@@ -222,7 +195,7 @@ def run_notebook(
     rel = _relative(path, root)
     output = out_dir / rel
     output.parent.mkdir(parents=True, exist_ok=True)
-    engine_kwargs = {"kernel_manager_class": _venv_kernel_manager_class()} if kernel == "python3" else {}
+    engine_kwargs = {"kernel_manager_class": venv_kernel_manager_class()} if kernel == "python3" else {}
 
     error, status = "", "ok"
     start = time.perf_counter()
@@ -247,7 +220,7 @@ def run_notebook(
             error = f"{type(exc).__name__}: {exc}".strip()
     seconds = time.perf_counter() - start
 
-    row = NotebookRun(rel.as_posix(), status, round(seconds, 1), round(meter.peak_gib, 2), output.as_posix())
+    row = NotebookRun(rel.as_posix(), status, round(seconds, 1), round(meter.peak, 2), output.as_posix())
     if status == "failed":
         row.error = error.splitlines()[0] if error else "unknown error"
         row.failed_cell_index, row.failed_cell_first_line = _locate_failed_cell(output)

@@ -213,11 +213,11 @@ def comparison_table(columns: dict) -> str:
 
     >>> s = RunStats("HF", 2.0, 400, 1.25, 10)
     >>> print(comparison_table({"HF": s, "Unsloth": "not run: no GPU"}))
-    metric               HF        Unsloth
-    tokens/s             200       not run: no GPU
-    seconds              2.0       not run: no GPU
-    peak reserved (GiB)  1.25      not run: no GPU
-    trainable params     10        not run: no GPU
+    metric               HF    Unsloth
+    tokens/s             200   not run: no GPU
+    seconds              2.0   not run: no GPU
+    peak reserved (GiB)  1.25  not run: no GPU
+    trainable params     10    not run: no GPU
     """
     metrics = list(RunStats("", 0.0, 0, 0.0, 0).row())
     cells = {name: (c.row() if isinstance(c, RunStats) else dict.fromkeys(metrics, str(c)))

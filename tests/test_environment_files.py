@@ -9,10 +9,10 @@ from __future__ import annotations
 import importlib.metadata
 import re
 import shutil
+import tomllib
 from pathlib import Path
 
 import pytest
-import tomllib
 import yaml
 from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
