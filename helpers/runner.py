@@ -232,7 +232,7 @@ def run_notebooks(paths, profile: str, progress: bool = True, **kwargs) -> list[
 
     Returns one NotebookRun per notebook; kwargs go to `run_notebook` (out_dir, root, kernel, timeout).
     """
-    resolved = profile if profile in ("tiny", "full") else resolve_profile(profile)
+    resolved = resolve_profile(profile)
     notebooks = find_notebooks(paths, kwargs.get("root"))
     rows = []
     bar = None
