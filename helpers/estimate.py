@@ -49,10 +49,7 @@ def lora_parameters(shape: Shape, r: int, target_modules=("q_proj", "k_proj", "v
     >>> lora_parameters(MODELS["llama-2-7b-chat"].shape, r=64)
     67108864
     """
-    h, i = shape.hidden_size, shape.intermediate_size
-    kv = h // shape.num_attention_heads * shape.num_key_value_heads
-    dims = {"q_proj": (h, h), "k_proj": (h, kv), "v_proj": (h, kv), "o_proj": (h, h),
-            "gate_proj": (h, i), "up_proj": (h, i), "down_proj": (i, h)}
+    dims = shape.projections()
     unknown = set(target_modules) - set(dims)
     if unknown:
         raise ValueError(f"Unknown target modules {sorted(unknown)}; known: {', '.join(dims)}.")

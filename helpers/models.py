@@ -27,6 +27,17 @@ class Shape:
     vocab_size: int
     tie_word_embeddings: bool = False
 
+    def projections(self) -> dict[str, tuple[int, int]]:
+        """(in, out) features of each linear projection in one decoder layer.
+
+        >>> MODELS["llama-3.1-8b-instruct"].shape.projections()["k_proj"]
+        (4096, 1024)
+        """
+        h, i = self.hidden_size, self.intermediate_size
+        kv = h // self.num_attention_heads * self.num_key_value_heads  # grouped-query attention
+        return {"q_proj": (h, h), "k_proj": (h, kv), "v_proj": (h, kv), "o_proj": (h, h),
+                "gate_proj": (h, i), "up_proj": (h, i), "down_proj": (i, h)}
+
     @property
     def linear_params(self) -> int:
         """Parameters in the decoder layers' linear projections (what bitsandbytes quantizes).
@@ -34,9 +45,7 @@ class Shape:
         >>> MODELS["llama-2-7b-chat"].shape.linear_params
         6476005376
         """
-        h, i = self.hidden_size, self.intermediate_size
-        kv = h // self.num_attention_heads * self.num_key_value_heads
-        return self.num_hidden_layers * (2 * h * h + 2 * h * kv + 3 * h * i)
+        return self.num_hidden_layers * sum(a * b for a, b in self.projections().values())
 
     @property
     def n_params(self) -> int:
@@ -45,13 +54,10 @@ class Shape:
         >>> MODELS["llama-2-7b-chat"].shape.n_params
         6738415616
         """
-        h, i, L, v = self.hidden_size, self.intermediate_size, self.num_hidden_layers, self.vocab_size
-        kv = h // self.num_attention_heads * self.num_key_value_heads
-        attn = h * h * 2 + h * kv * 2  # q, o: h×h; k, v: h×kv
-        mlp = 3 * h * i
-        per_layer = attn + mlp + 2 * h  # two RMSNorm weights
-        emb = v * h * (1 if self.tie_word_embeddings else 2)
-        return L * per_layer + emb + h  # + final norm
+        h, L, v = self.hidden_size, self.num_hidden_layers, self.vocab_size
+        norms = L * 2 * h + h  # two RMSNorm weights per layer, one final
+        emb = v * h * (1 if self.tie_word_embeddings else 2)  # input embeddings (+ untied lm_head)
+        return self.linear_params + norms + emb
 
 
 @dataclass(frozen=True)
