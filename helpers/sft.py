@@ -96,30 +96,40 @@ def bnb_config(device: str | None = None):
                               bnb_4bit_compute_dtype=compute_dtype(device))
 
 
-def load_4bit(key: str, profile: str):
-    """(model, tokenizer) for model `key` in `profile`, the linear layers stored in nf4.
+def load_4bit_model(path, device: str):
+    """The causal LM at `path` (a Hub id or a local directory) with its linear layers in nf4.
 
     Checkpoints that are already 4-bit (e.g. unsloth's ``…-bnb-4bit``) carry their own quantization
-    config and load as they are; the others are quantized while loading. A tokenizer without a pad
-    token (Llama 2) pads with its EOS token, on the right for training.
+    config and load as they are; the others are quantized while loading.
     """
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoConfig, AutoModelForCausalLM
 
-    from .device import compute_dtype, device_for
-    from .models import resolve_model
+    from .device import compute_dtype
 
-    path = resolve_model(key, profile)
-    device = device_for(profile)
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    tokenizer.padding_side = "right"
     prequantized = getattr(AutoConfig.from_pretrained(path), "quantization_config", None) is not None
     kwargs = {} if prequantized else {"quantization_config": bnb_config(device)}
     model = AutoModelForCausalLM.from_pretrained(path, dtype=compute_dtype(device), device_map={"": device},
                                                  **kwargs)
     model.config.use_cache = False  # the KV cache is for generation; training recomputes everything
-    return model, tokenizer
+    return model
+
+
+def load_4bit(key: str, profile: str):
+    """(model, tokenizer) for model `key` in `profile`, the model loaded by `load_4bit_model`.
+
+    A tokenizer without a pad token (Llama 2) pads with its EOS token, on the right for training.
+    """
+    from transformers import AutoTokenizer
+
+    from .device import device_for
+    from .models import resolve_model
+
+    path = resolve_model(key, profile)
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "right"
+    return load_4bit_model(path, device_for(profile)), tokenizer
 
 
 def lora_config(r: int = 64, alpha: int = 16, dropout: float = 0.1, target_modules=ATTENTION):
