@@ -14,7 +14,7 @@ $(STAMP):
 
 ## run: execute every lecture headless (PROFILE=auto|tiny|full), summary in build/run-summary.json
 run: | $(STAMP)
-	$(PY) -m helpers.runner --profile $(PROFILE) lectures
+	$(PY) -m course run --profile $(PROFILE) lectures
 
 ## test: unit tests, every lecture in the tiny profile, the grading round trip, notebook hygiene
 test: | $(STAMP)
@@ -22,18 +22,18 @@ test: | $(STAMP)
 
 ## release: regenerate assignments/ (student versions) from solutions/
 release: | $(STAMP)
-	$(PY) -m helpers.grading release
+	$(PY) -m course release
 
 ## grade: autograde submitted/<student>/<assignment>/, feedback, build/grades.csv
 grade: | $(STAMP)
-	$(PY) -m helpers.grading grade
+	$(PY) -m course grade
 
 ## bench: course wall time, per-notebook seconds, autograde time; GPU figures where a GPU is present
 bench: | $(STAMP)
-	$(PY) -m benchmarks
+	$(PY) -m course bench
 
 lint: | $(STAMP)
-	$(PY) -m ruff check helpers tests benchmarks scripts lectures solutions
+	$(PY) -m ruff check helpers course tests benchmarks lectures solutions
 
 clean-build:
 	rm -rf build

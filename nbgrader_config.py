@@ -1,5 +1,5 @@
 """nbgrader configuration of the course: read by `nbgrader ...` and formgrader run from the repository
-root, and by `helpers.grading` (which may move `root` to a scratch directory, as the tests do).
+root, and by `course.grading` (which may move `root` to a scratch directory, as the tests do).
 
 Layout: solutions/<aid>/ (instructor source) -> assignments/<aid>/ (student versions, committed)
 -> submitted/<student>/<aid>/ (collected) -> build/autograded/, build/feedback/, build/gradebook.db.
@@ -7,7 +7,7 @@ Layout: solutions/<aid>/ (instructor source) -> assignments/<aid>/ (student vers
 
 import os
 
-from helpers.grading_preprocessors import autograde_preprocessors, feedback_preprocessors
+from course.grading_preprocessors import autograde_preprocessors, feedback_preprocessors
 
 c = get_config()  # noqa: F821 (provided by traitlets when it loads this file)
 ROOT = os.path.dirname(os.path.abspath(__file__))

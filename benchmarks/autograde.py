@@ -23,8 +23,8 @@ GOAL_SECONDS = 5.0
 
 def measure(repeats: int = 2) -> list[tuple[str, float, float, str]]:
     """(assignment, best autograde seconds, best total seconds, score) for each solution."""
-    from helpers.grading import assignment_ids, grade_class, release
-    from helpers.grading_course import REPO_ROOT
+    from course.grading import assignment_ids, grade_class, release
+    from course.grading_course import REPO_ROOT
 
     with tempfile.TemporaryDirectory(prefix="bench-autograde-") as tmp:
         root = Path(tmp)

@@ -2,7 +2,7 @@
 
 `measure` returns the figures, `format_report` renders them:
 
->>> from helpers.runner import NotebookRun
+>>> from course.run import NotebookRun
 >>> t = CourseTiming(wall_seconds=20.0, rows=[NotebookRun("lectures/00_x.ipynb", "ok", 18.5, 0.9)])
 >>> print(format_report(t).splitlines()[-1])
 course wall time (tiny profile, 1 notebooks): 20.0 s
@@ -15,7 +15,7 @@ import json
 import time
 from pathlib import Path
 
-from helpers import runner
+from course import run as runner
 
 OUT = Path("build/bench")
 
@@ -23,7 +23,7 @@ OUT = Path("build/bench")
 @dataclasses.dataclass
 class CourseTiming:
     wall_seconds: float  # start to end, kernel start-ups included
-    rows: list  # one helpers.runner.NotebookRun per notebook
+    rows: list  # one course.run.NotebookRun per notebook
 
     @property
     def ok(self) -> bool:

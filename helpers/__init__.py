@@ -5,7 +5,7 @@
 'NousResearch/Llama-2-7b-chat-hf'
 """
 
-from .colab import badge_markdown, colab_url, in_colab
+from .colab import in_colab
 from .course_data import DATASETS, load_course_dataset
 from .device import compute_dtype, cuda_info, device_for, has_cuda, resolve_profile
 from .estimate import MemoryEstimate, estimate_training_memory, lora_parameters, weights_gib
@@ -16,7 +16,7 @@ from .plots import loss_fell, loss_history, metric_history, plot_dpo_metrics, pl
 from .preflight import PreflightError, PreflightReport, preflight
 
 __all__ = [
-    "MODELS", "DATASETS", "badge_markdown", "colab_url", "in_colab", "load_course_dataset",
+    "MODELS", "DATASETS", "in_colab", "load_course_dataset",
     "compute_dtype", "cuda_info", "device_for", "has_cuda", "resolve_profile", "get_spec", "resolve_model",
     "MemoryEstimate", "estimate_training_memory", "lora_parameters", "weights_gib",
     "MemoryReport", "PeakMemory", "free_memory", "memory_report", "track_peak_memory",

@@ -1,33 +1,31 @@
-"""Where the course lives on GitHub, and the Colab badge of each notebook.
+"""Colab support: detect the runtime, and the install step the notebooks' Colab cell runs.
 
-One constant names the repository; every notebook's badge and install cell are derived from it
-(a test checks that each badge points at the notebook's own path).
+The install cell (cell 2 of every notebook) clones the student repository and then runs this file
+*as a script* — before any course module is imported, so nothing stale is cached in the kernel:
 
->>> colab_url("lectures/00_environment_check.ipynb")
-'https://colab.research.google.com/github/llm-course/llm-finetuning-course/blob/main/lectures/00_environment_check.ipynb'
+    python helpers/colab.py install /content/course/requirements.txt
+
+It installs every pin of that file (following ``-r`` includes) **except torch**: Colab's own torch
+is built for the runtime's CUDA driver, and replacing it with the registry's build can make CUDA
+disappear. The cell then puts the clone on ``sys.path`` (a path entry, not ``pip install -e``: an
+editable install is a ``.pth`` file, read only when Python starts, so the running kernel could not
+import it). Only the standard library is used here.
+
+>>> keep_pin("torch==2.13.0"), keep_pin("transformers==5.17.0"), keep_pin("# torch==1")
+(False, True, True)
 """
 
 from __future__ import annotations
 
+import os
+import re
+import subprocess
 import sys
+import tempfile
+from pathlib import Path
 
-GITHUB_REPO = "llm-course/llm-finetuning-course"
-BRANCH = "main"
-BADGE_IMAGE = "https://colab.research.google.com/assets/colab-badge.svg"
-
-
-def colab_url(path: str, repo: str = GITHUB_REPO, branch: str = BRANCH) -> str:
-    """URL that opens the notebook at repo-relative `path` in Colab."""
-    return f"https://colab.research.google.com/github/{repo}/blob/{branch}/{path}"
-
-
-def badge_markdown(path: str) -> str:
-    """Markdown for the "Open in Colab" badge of the notebook at `path`.
-
-    >>> badge_markdown("lectures/01_tokenization.ipynb")[:30]
-    '[![Open In Colab](https://cola'
-    """
-    return f"[![Open In Colab]({BADGE_IMAGE})]({colab_url(path)})"
+# The runtime's builds of these match its driver: keep them (lowercase distribution names).
+RUNTIME_PACKAGES = ("torch", "torchvision", "torchaudio", "triton")
 
 
 def in_colab() -> bool:
@@ -39,3 +37,41 @@ def in_colab() -> bool:
     except ImportError:
         return False
     return True
+
+
+def keep_pin(line: str) -> bool:
+    """False for a requirement line that pins one of RUNTIME_PACKAGES."""
+    name = re.split(r"[<>=!~;\[ ]", line.strip(), maxsplit=1)[0].lower().replace("_", "-")
+    return name not in RUNTIME_PACKAGES
+
+
+def pins_without_runtime(requirements: str | os.PathLike) -> list[str]:
+    """Every requirement line of `requirements` and the files it includes with ``-r``, minus torch & co."""
+    path = Path(requirements)
+    lines: list[str] = []
+    for raw in path.read_text().splitlines():
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        if line.startswith(("-r ", "--requirement ")):
+            lines += pins_without_runtime(path.parent / line.split(None, 1)[1])
+        elif keep_pin(line):
+            lines.append(line)
+    return lines
+
+
+def install(requirements: str | os.PathLike, pip_args: tuple[str, ...] = ("-q",)) -> int:
+    """pip-install the pins of `requirements` except the runtime's torch; returns pip's exit code."""
+    pins = pins_without_runtime(requirements)
+    with tempfile.NamedTemporaryFile("w", suffix=".txt", prefix="course-pins-", delete=False) as f:
+        f.write("\n".join(pins) + "\n")
+    try:
+        return subprocess.call([sys.executable, "-m", "pip", "install", *pip_args, "-r", f.name])
+    finally:
+        os.unlink(f.name)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 3 or sys.argv[1] != "install":
+        sys.exit("usage: python helpers/colab.py install REQUIREMENTS_FILE")
+    sys.exit(install(sys.argv[2]))

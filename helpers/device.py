@@ -13,8 +13,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-PROFILES = ("auto", "tiny", "full")
-OFFLINE_VARS = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE")
+from .constants import GIB, OFFLINE_ENV, PROFILES
 
 
 @dataclass(frozen=True)
@@ -37,8 +36,8 @@ def cuda_info() -> CudaInfo | None:
     free, total = torch.cuda.mem_get_info(0)
     return CudaInfo(
         name=torch.cuda.get_device_name(0),
-        total_gib=total / 2**30,
-        free_gib=free / 2**30,
+        total_gib=total / GIB,
+        free_gib=free / GIB,
         capability=torch.cuda.get_device_capability(0),
         bf16=torch.cuda.is_bf16_supported(),
     )
@@ -52,8 +51,7 @@ def has_cuda() -> bool:
 
 def set_offline() -> None:
     """Forbid Hub access for this process (the tiny profile never needs the network)."""
-    for var in OFFLINE_VARS:
-        os.environ[var] = "1"
+    os.environ.update(OFFLINE_ENV)
 
 
 def resolve_profile(profile: str = "auto", *, announce: bool = True) -> str:

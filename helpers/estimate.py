@@ -16,9 +16,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .constants import GIB
 from .models import MODELS, Shape
 
-GIB = 2**30
 BYTES_PER_PARAM = {"fp32": 4.0, "fp16": 2.0, "bf16": 2.0, "int8": 1.0, "nf4": 0.5}
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 CUDA_OVERHEAD_GIB = 0.5  # CUDA context + allocator slack (order of magnitude, not a measurement)

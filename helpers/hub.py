@@ -13,20 +13,22 @@ from __future__ import annotations
 
 import os
 
+from .constants import TOKEN_ENV_VARS
 from .device import resolve_profile
 from .models import get_spec, resolve_model
 
 
 def hf_token() -> str | None:
     """The Hugging Face token this process would use ($HF_TOKEN, or one saved by `hf auth login`), else None."""
-    for var in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"):
+    for var in TOKEN_ENV_VARS:
         if os.environ.get(var):
             return os.environ[var]
     try:
         from huggingface_hub import get_token
-    except ImportError:
+
+        return get_token()
+    except Exception:  # noqa: BLE001 - no huggingface_hub or no readable token store: no token
         return None
-    return get_token()
 
 
 def skip_reason(key: str, profile: str, token: str | None = None) -> str | None:

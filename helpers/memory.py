@@ -15,7 +15,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-GIB = 2**30
+from .constants import GIB
 
 
 @dataclass

@@ -15,11 +15,11 @@ helpers.preflight.PreflightError: llama-2-7b-chat (full fine-tuning, batch 4 × 
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 
 from .device import CudaInfo, cuda_info, resolve_profile
 from .estimate import MemoryEstimate, estimate_training_memory
+from .hub import hf_token
 from .models import get_spec
 
 _NO_CUDA = object()
@@ -46,18 +46,6 @@ class PreflightReport:
         return "\n".join(lines + self.notes)
 
 
-def hub_token() -> str | None:
-    """The Hub token from HF_TOKEN or `huggingface-cli login`, without prompting."""
-    if os.environ.get("HF_TOKEN"):
-        return os.environ["HF_TOKEN"]
-    try:
-        from huggingface_hub import get_token
-
-        return get_token()
-    except Exception:  # noqa: BLE001 - no token store is the same as no token
-        return None
-
-
 def preflight(key: str, profile: str = "auto", *, method: str = "qlora", batch_size: int = 4, seq_len: int = 512,
               lora_r: int = 64, target_modules=("q_proj", "k_proj", "v_proj", "o_proj"), bf16: bool = False,
               gradient_checkpointing: bool = True, cuda: CudaInfo | None | object = None,
@@ -80,7 +68,7 @@ def preflight(key: str, profile: str = "auto", *, method: str = "qlora", batch_s
         raise PreflightError(
             f"bf16 was requested but {gpu.name} (compute capability {gpu.capability[0]}.{gpu.capability[1]}) "
             "does not support it. Use fp16 (helpers.compute_dtype() picks it) or a bf16-capable GPU (Ampere or newer).")
-    tok = hub_token() if token is None else token
+    tok = hf_token() if token is None else token
     if spec.gated and not tok:
         raise PreflightError(
             f"{spec.hub_id} is gated: accept its licence on its Hub page, then provide a token "

@@ -23,7 +23,10 @@ import tempfile
 from importlib import resources
 from pathlib import Path
 
-from .models import ModelSpec
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # models.py imports this module; the spec type is for annotations only
+    from .models import ModelSpec
 
 VERSION = "v1"  # bump when the recipe changes: cached stand-ins are rebuilt
 VOCAB_SIZE = 1024

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 # Colours cycle so that neighbouring tokens always differ (pastels keep the text readable).
 PALETTE = ("#fde2e4", "#cde7f0", "#d8f3dc", "#fff1c1", "#e2d9f3", "#ffd8be", "#d0f4f7", "#f1e3d3")
-HEADLESS_PARENTS = ("papermill", "nbclient", "nbconvert", "pytest", "helpers.runner", "nbgrader")
+HEADLESS_PARENTS = ("papermill", "nbclient", "nbconvert", "pytest", "course.run", "nbgrader")
 
 
 @dataclass(frozen=True)

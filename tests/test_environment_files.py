@@ -224,7 +224,7 @@ def test_ci_runs_the_readme_test_command():
 # ---- the GPU workflow never runs strangers' code ------------------------------------------------
 
 def test_gpu_workflow_is_never_triggered_by_pull_requests():
-    from helpers.colab import GITHUB_REPO
+    from course.links import INSTRUCTOR_REPO as GITHUB_REPO
 
     text = (ROOT / ".github" / "workflows" / "gpu.yml").read_text()
     workflow = yaml.safe_load(text)

@@ -20,8 +20,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from helpers.grading import assignment_ids, grade_class, release, write_grades_csv
-from helpers.grading_course import REPO_ROOT, _tree_differences
+from course.grading import assignment_ids, grade_class, release, write_grades_csv
+from course.grading_course import REPO_ROOT, _tree_differences
 
 pytestmark = pytest.mark.slow
 

@@ -7,19 +7,16 @@ bad examples first, then applied to every committed notebook.
 from __future__ import annotations
 
 import doctest
-import importlib.util
 import re
 from pathlib import Path
 
 import nbformat
 import pytest
 
-from helpers.colab import badge_markdown, colab_url
+from course import notebook_header as header
+from course.links import badge_markdown, colab_url
 
 ROOT = Path(__file__).resolve().parents[1]
-_spec = importlib.util.spec_from_file_location("notebook_header", ROOT / "scripts" / "notebook_header.py")
-header = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(header)
 
 NEEDS_PARAMETERS = ("lectures", "solutions")
 NOTEBOOKS = sorted(
@@ -61,7 +58,7 @@ def notebook_problems(nb, rel: str) -> list[str]:
     if len(cells) < 2 or not header.has_tag(cells[1], header.INSTALL_TAG):
         problems.append("cell 2 is not tagged colab-install")
     elif cells[1].source not in {header.install_source(r) for r in header.REQUIREMENTS_FILES}:
-        problems.append("cell 2 differs from the standard Colab install cell (run scripts/notebook_header.py --fix)")
+        problems.append("cell 2 differs from the standard Colab install cell (run python -m course header --fix)")
 
     if rel.split("/")[0] in NEEDS_PARAMETERS:
         tagged = [i for i, c in enumerate(cells) if header.has_tag(c, header.PARAMETERS_TAG)]
@@ -150,7 +147,7 @@ def test_notebook_is_clean(path):
 def test_notebook_header_tool_would_change_nothing(path):
     fix = path.relative_to(ROOT).parts[0] in NEEDS_PARAMETERS
     _, changed = header.process(path, fix=fix, strip=True, root=ROOT)
-    assert not changed, "run: python scripts/notebook_header.py --fix --strip"
+    assert not changed, "run: python -m course header --fix --strip"
 
 
 # ---- README -------------------------------------------------------------------------------------

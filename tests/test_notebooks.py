@@ -11,7 +11,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from helpers import runner
+from course import run as runner
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted(ROOT.glob("lectures/*.ipynb")) + sorted(ROOT.glob("solutions/*/*.ipynb"))
@@ -70,7 +70,7 @@ def test_runner_reports_failing_cell_and_honours_tiny(tmp_path, capsys):
 def test_runner_refuses_unknown_profile(tmp_path):
     _notebook(tmp_path / "n.ipynb", "pass")
     proc = subprocess.run(
-        [sys.executable, "-m", "helpers.runner", "--profile", "gpu", str(tmp_path)],
+        [sys.executable, "-m", "course.run", "--profile", "gpu", str(tmp_path)],
         cwd=ROOT,
         capture_output=True,
         text=True,

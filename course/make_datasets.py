@@ -14,7 +14,7 @@ learn in a few dozen steps:
 - tokenizer_corpus.txt  text the tiny tokenizers are trained on: the above plus code, numbers,
   emoji and non-English sentences.
 
-Usage: python scripts/make_datasets.py
+Usage: python -m course datasets [--out DIR]
 """
 
 from __future__ import annotations
@@ -137,20 +137,26 @@ def write_jsonl(path: Path, rows: list[dict]) -> None:
             f.write(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n")
 
 
-def main() -> None:
+def main(argv=None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m course datasets", description=__doc__.split("\n")[0])
+    parser.add_argument("--out", type=Path, default=OUT, help=f"where to write (default: {OUT})")
+    out = parser.parse_args(argv).out
     rng = random.Random(0)
-    OUT.mkdir(parents=True, exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
     lamini, chat, dpo = lamini_rows(rng), ultrachat_rows(rng), dpo_rows(rng)
-    write_jsonl(OUT / "lamini_docs.jsonl", lamini)
-    write_jsonl(OUT / "ultrachat.jsonl", chat)
-    write_jsonl(OUT / "orca_dpo_pairs.jsonl", dpo)
+    write_jsonl(out / "lamini_docs.jsonl", lamini)
+    write_jsonl(out / "ultrachat.jsonl", chat)
+    write_jsonl(out / "orca_dpo_pairs.jsonl", dpo)
     corpus = [r["question"] + " " + r["answer"] for r in lamini]
     corpus += [m["content"] for r in chat for m in r["messages"]]
     corpus += [r["input"] + " " + r["chosen"] + " " + r["rejected"] for r in dpo]
     corpus += SYSTEMS[1:] + CURT + EXTRA_TEXT
-    (OUT / "tokenizer_corpus.txt").write_text("\n".join(corpus) + "\n", encoding="utf-8")
-    print(f"wrote {len(lamini)} + {len(chat)} + {len(dpo)} rows and {len(corpus)} corpus lines to {OUT}")
+    (out / "tokenizer_corpus.txt").write_text("\n".join(corpus) + "\n", encoding="utf-8")
+    print(f"wrote {len(lamini)} + {len(chat)} + {len(dpo)} rows and {len(corpus)} corpus lines to {out}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -1,7 +1,7 @@
 """Run course notebooks headless with papermill, one profile for all: the engine behind `make run`.
 
-    python -m helpers.runner --profile tiny lectures          # every lecture, offline stand-ins
-    python -m helpers.runner --profile full lectures/05_dpo.ipynb
+    python -m course run --profile tiny lectures          # every lecture, offline stand-ins
+    python -m course run --profile full lectures/05_dpo.ipynb
 
 Each notebook gets ``PROFILE=<resolved profile>`` injected into its `parameters` cell, runs in the
 notebook's own folder, and its executed copy goes to ``build/executed/<same relative path>``.
@@ -30,8 +30,8 @@ import sys
 import time
 from pathlib import Path
 
-PROFILES = ("auto", "tiny", "full")
-OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+from helpers.constants import OFFLINE_ENV, PROFILES
+
 DEFAULT_OUT = Path("build/executed")
 DEFAULT_SUMMARY = Path("build/run-summary.json")
 # papermill parses parameters cells line by line to *describe* them, and warns on multi-line dicts
@@ -271,7 +271,7 @@ def format_table(rows: list[NotebookRun]) -> str:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m helpers.runner", description="Run course notebooks headless.")
+    parser = argparse.ArgumentParser(prog="python -m course run", description="Run course notebooks headless.")
     parser.add_argument("paths", nargs="*", default=["lectures"], help="folders or .ipynb files (default: lectures)")
     parser.add_argument("--profile", default="auto", help="auto (default), tiny or full")
     parser.add_argument("--timeout", type=float, default=600, help="seconds one cell may run (default 600)")

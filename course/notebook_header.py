@@ -17,9 +17,9 @@ Worked example:
 
 Command line (run from the repository root after writing or editing a notebook):
 
-    python scripts/notebook_header.py --fix --strip            # every notebook in lectures/ solutions/
-    python scripts/notebook_header.py --strip assignments      # only strip outputs
-    python scripts/notebook_header.py --check                  # exit 1 if anything would change
+    python -m course header --fix --strip            # every notebook in lectures/ solutions/
+    python -m course header --strip assignments      # only strip outputs
+    python -m course header --check                  # exit 1 if anything would change
 """
 
 from __future__ import annotations
@@ -33,10 +33,8 @@ from pathlib import Path
 import nbformat
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # run as a script: make `helpers` importable without installing
-    sys.path.insert(0, str(ROOT))
 
-from helpers.colab import GITHUB_REPO, badge_markdown  # noqa: E402
+from course.links import badge_markdown, clone_url  # noqa: E402
 
 INSTALL_TAG = "colab-install"
 PARAMETERS_TAG = "parameters"
@@ -44,12 +42,19 @@ REQUIREMENTS_FILES = ("requirements.txt", "requirements-gpu.txt")
 DEFAULT_DIRS = ("lectures", "solutions")
 
 INSTALL_TEMPLATE = """\
-# Colab only: fetch the course and install its pinned environment (does nothing elsewhere).
+# Colab only (does nothing elsewhere; safe to re-run): fetch the course, install its pinned libraries
+# except torch (Colab's torch is built for its GPU driver), and make `helpers` importable in this kernel.
+import os
 import sys
 
 if "google.colab" in sys.modules:
-    !git clone -q --depth 1 https://github.com/{repo} /content/course
-    %pip install -q -r /content/course/{requirements} -e /content/course"""
+    COURSE_DIR = os.environ.get("COURSE_DIR", "/content/course")
+    COURSE_REPO = os.environ.get("COURSE_REPO", "{repo}")
+    if not os.path.isdir(os.path.join(COURSE_DIR, "helpers")):
+        !git clone -q --depth 1 {{COURSE_REPO}} {{COURSE_DIR}}
+    !{{sys.executable}} {{COURSE_DIR}}/helpers/colab.py install {{COURSE_DIR}}/{requirements}
+    if COURSE_DIR not in sys.path:
+        sys.path.insert(0, COURSE_DIR)"""
 
 DEFAULT_PARAMETERS = """\
 # Parameters: papermill and CI override these (make run PROFILE=tiny|full).
@@ -77,12 +82,12 @@ def title_source(path: str, title: str, extra: str = "") -> str:
 def install_source(requirements: str = "requirements.txt") -> str:
     """Source of cell 2; `requirements` is requirements.txt or (lecture 04) requirements-gpu.txt.
 
-    >>> install_source().splitlines()[-1].strip()  # doctest: +ELLIPSIS
-    '%pip install -q -r /content/course/requirements.txt -e /content/course'
+    >>> install_source().splitlines()[-3].strip()
+    '!{sys.executable} {COURSE_DIR}/helpers/colab.py install {COURSE_DIR}/requirements.txt'
     """
     if requirements not in REQUIREMENTS_FILES:
         raise ValueError(f"requirements must be one of {REQUIREMENTS_FILES}, not {requirements!r}")
-    return INSTALL_TEMPLATE.format(repo=GITHUB_REPO, requirements=requirements)
+    return INSTALL_TEMPLATE.format(repo=clone_url(), requirements=requirements)
 
 
 def header_cells(path: str, title: str, requirements: str = "requirements.txt", parameters: str = DEFAULT_PARAMETERS):

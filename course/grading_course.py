@@ -97,7 +97,7 @@ def normalize_release(path: Path, source_rel: str, release_rel: str) -> None:
     """
     import nbformat
 
-    from .colab import colab_url
+    from .links import colab_url
 
     nb = nbformat.read(path, as_version=4)
     if nb.cells and nb.cells[0].cell_type == "markdown":

@@ -42,7 +42,7 @@ class RobustExecute(Execute):
 
     def __init__(self, *args, **kwargs):
         # The `python3` kernel is this interpreter (the .venv), never another Python's kernelspec.
-        from helpers.runner import venv_kernel_manager_class
+        from course.run import venv_kernel_manager_class
 
         kwargs.setdefault("kernel_manager_class", venv_kernel_manager_class())
         super().__init__(*args, **kwargs)

@@ -1,4 +1,4 @@
-"""Instructor commands: `python -m helpers.grading release` and `python -m helpers.grading grade`.
+"""Instructor commands: `python -m course release` and `python -m course grade`.
 
 release  regenerate assignments/ from solutions/ (nbgrader generate_assignment; reproducible byte for
          byte, so the committed assignments/ can be checked against a fresh release).
@@ -38,7 +38,7 @@ def format_row(row: GradeRow) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m helpers.grading", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m course", description=__doc__.split("\n\n")[0])
     parser.add_argument("--root", type=Path, default=REPO_ROOT, help="course root (default: this repository)")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("release", help="regenerate assignments/ from solutions/")
