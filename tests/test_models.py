@@ -34,13 +34,40 @@ def _digest(d: Path) -> dict:
 
 
 def test_stand_in_is_deterministic_and_cached(tmp_path, monkeypatch):
+    import helpers.tiny as tiny
+
     monkeypatch.setenv("COURSE_CACHE_DIR", str(tmp_path / "a"))
     a = build_tiny_model(MODELS["qwen2.5-7b-instruct"])
-    assert build_tiny_model(MODELS["qwen2.5-7b-instruct"]) == a  # second call: cached
+    with monkeypatch.context() as m:  # second call: cached, so building is impossible and not attempted
+        def must_not_build(*args, **kwargs):
+            raise AssertionError("the cached stand-in was rebuilt")
+
+        m.setattr(tiny, "build_tokenizer", must_not_build)
+        m.setattr(tiny, "build_model", must_not_build)
+        assert build_tiny_model(MODELS["qwen2.5-7b-instruct"]) == a
+        with pytest.raises(AssertionError, match="rebuilt"):  # the patch is live: force=True does try
+            build_tiny_model(MODELS["qwen2.5-7b-instruct"], force=True)
     monkeypatch.setenv("COURSE_CACHE_DIR", str(tmp_path / "b"))
     b = build_tiny_model(MODELS["qwen2.5-7b-instruct"])
     assert a != b and _digest(a) == _digest(b)
     assert {"config.json", "model.safetensors", "tokenizer.json", "chat_template.jinja"} <= set(_digest(a))
+
+
+def test_cache_key_covers_the_builders_code(tmp_path, monkeypatch):
+    """Editing helpers/tiny.py (say, build_model) must give a new cache directory, not reuse a stale stand-in."""
+    import helpers.tiny as tiny
+
+    monkeypatch.setenv("COURSE_CACHE_DIR", str(tmp_path / "cache"))  # the same root whatever __file__ says
+    spec = MODELS["llama-2-7b-chat"]
+    before = tiny.tiny_model_dir(spec)
+    edited = tmp_path / "tiny.py"
+    edited.write_text(Path(tiny.__file__).read_text().replace("torch.manual_seed(SEED)", "torch.manual_seed(SEED + 1)"))
+    assert edited.read_text() != Path(tiny.__file__).read_text()
+    with monkeypatch.context() as m:
+        m.setattr(tiny, "__file__", str(edited))
+        after = tiny.tiny_model_dir(spec)
+    assert after.parent == before.parent and after != before
+    assert tiny.tiny_model_dir(spec) == before  # and the digest is stable for unchanged code
 
 
 @pytest.mark.parametrize("key", sorted(MODELS))
