@@ -22,7 +22,6 @@ import shutil
 import tempfile
 from importlib import resources
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # models.py imports this module; the spec type is for annotations only

@@ -9,8 +9,16 @@ from pathlib import Path
 
 import pytest
 import torch
-from simulated_gpus import (CARDS, LECTURES, MERGES, cuda_build_without_driver, run_preflight, simulate_gpu,
-                            t4_table, torch_without_cuda_build)
+from simulated_gpus import (
+    CARDS,
+    LECTURES,
+    MERGES,
+    cuda_build_without_driver,
+    run_preflight,
+    simulate_gpu,
+    t4_table,
+    torch_without_cuda_build,
+)
 
 import helpers
 from helpers.device import supports_bf16, torch_build, unsloth_dtype
