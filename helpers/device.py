@@ -99,13 +99,16 @@ class TorchBuild:
         return f"torch {self.torch}, {cuda}, torch.cuda.is_available() = {self.cuda_available}"
 
 
-def gpu_attached(device_nodes=NVIDIA_DEVICE_NODES, tools=NVIDIA_TOOLS) -> bool:
+def gpu_attached(device_nodes=None, tools=None) -> bool:
     """Whether an NVIDIA GPU is visible to the operating system, whatever torch thinks: a device node
-    such as /dev/nvidia0 exists, or the driver's tool (nvidia-smi) is on PATH."""
+    such as /dev/nvidia0 exists, or the driver's tool (nvidia-smi) is on PATH (defaults: the constants
+    NVIDIA_DEVICE_NODES and NVIDIA_TOOLS)."""
+    device_nodes = NVIDIA_DEVICE_NODES if device_nodes is None else device_nodes
+    tools = NVIDIA_TOOLS if tools is None else tools
     return any(os.path.exists(p) for p in device_nodes) or any(shutil.which(t) for t in tools)
 
 
-def torch_build(device_nodes=NVIDIA_DEVICE_NODES, tools=NVIDIA_TOOLS) -> TorchBuild:
+def torch_build(device_nodes=None, tools=None) -> TorchBuild:
     """This process's torch: version, CUDA build, availability, and whether a GPU is attached anyway."""
     import torch
 
@@ -140,6 +143,9 @@ def resolve_profile(profile: str = "auto", *, announce: bool = True) -> str:
         if profile == "auto":
             why = "a CUDA GPU is present" if resolved == "full" else "no CUDA GPU was found"
             print(f"PROFILE='auto' -> '{resolved}' ({why}).")
+            problem = torch_build().problem if resolved == "tiny" else None
+            if problem:  # e.g. Colab's GPU with a reinstalled torch its driver cannot run
+                print(f"WARNING: {problem}")
         else:
             print(f"PROFILE='{resolved}'.")
         if resolved == "tiny":

@@ -1,10 +1,11 @@
 """Stop the `full` profile early, with the reason, when this runtime cannot run the lesson.
 
-Checks, in order: torch can use a CUDA GPU (and, when it cannot, whether a GPU is attached anyway:
+In every profile the report names torch and its CUDA build, and warns when a GPU is attached that
+torch cannot use (`auto` then falls back to `tiny`). Checks in `full`, in order: torch can use a CUDA GPU (and, when it cannot, whether a GPU is attached anyway:
 a CPU-only torch build, or a driver too old for torch's CUDA); bf16 is not requested on a card without
 it (a T4 has fp16 only); a gated model has a Hub token; the estimated memory of *every* step fits the
 free VRAM — training, and with `merge=True` the 16-bit reload + merge of the adapter.
-In the `tiny` profile nothing is checked (CPU, offline, small): it returns at once.
+In the `tiny` profile nothing else is checked (CPU, offline, small).
 
 >>> preflight("llama-2-7b-chat", "tiny").ok
 True
@@ -19,7 +20,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .constants import NVIDIA_DEVICE_NODES, NVIDIA_TOOLS
 from .device import CudaInfo, TorchBuild, cuda_info, resolve_profile, torch_build
 from .estimate import MemoryEstimate, estimate_merge_memory, estimate_training_memory
 from .hub import hf_token
@@ -70,7 +70,12 @@ class PreflightReport:
 
     def __str__(self) -> str:
         if self.profile == "tiny":
-            return f"preflight: tiny profile, {self.model} stand-in on CPU: nothing to check."
+            lines = [f"preflight: tiny profile, {self.model} stand-in on CPU: nothing to check."]
+            if self.build is not None:
+                lines.append(f"  {self.build}")
+                if self.build.problem:
+                    lines.append(f"  WARNING: {self.build.problem}")
+            return "\n".join(lines)
         cap = ".".join(map(str, self.gpu.capability))
         lines = [f"preflight: {self.model} on {self.gpu.name} (compute capability {cap}, "
                  f"{'bf16' if self.gpu.bf16 else 'fp16 only, no bf16'}; {self.gpu.free_gib:.1f} of "
@@ -90,22 +95,21 @@ def _recipe(method: str, lora_r: int, target_modules, batch_size: int, seq_len: 
 def preflight(key: str, profile: str = "auto", *, method: str = "qlora", batch_size: int = 4, seq_len: int = 512,
               lora_r: int = 64, target_modules=("q_proj", "k_proj", "v_proj", "o_proj"), bf16: bool = False,
               gradient_checkpointing: bool = True, merge: bool = False, cuda: CudaInfo | None | object = None,
-              token: str | None | object = None, device_nodes=NVIDIA_DEVICE_NODES,
-              tools=NVIDIA_TOOLS) -> PreflightReport:
+              token: str | None | object = None, device_nodes=None, tools=None) -> PreflightReport:
     """Check that `key` can be fine-tuned with `method` at this batch size and length here, and with
     `merge=True` that its base model reloaded in 16-bit can take the adapter and be merged.
 
     `cuda` and `token` default to what this machine's torch and Hub login report (a `CudaInfo` or
     `_NO_CUDA` explains a case without a GPU); `device_nodes`/`tools` are where an attached GPU shows
-    itself to the operating system (/dev/nvidia0, nvidia-smi).
+    itself to the operating system (default: /dev/nvidia0, nvidia-smi; see `helpers.device.gpu_attached`).
     """
     if method not in METHODS:
         raise ValueError(f"Unknown method {method!r}. Use one of: {', '.join(METHODS)}.")
     spec = get_spec(key)
     profile = resolve_profile(profile, announce=False)
-    if profile == "tiny":
-        return PreflightReport(profile="tiny", model=key)
     build = torch_build(device_nodes, tools)
+    if profile == "tiny":  # nothing to check; but say so when a GPU is attached that torch cannot use
+        return PreflightReport(profile="tiny", model=key, build=build)
     gpu = cuda_info() if cuda is None else (None if cuda is _NO_CUDA else cuda)
     if gpu is None:
         if build.problem:

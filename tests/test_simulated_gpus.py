@@ -146,3 +146,18 @@ def test_readme_t4_table_is_the_generated_one():
     section = re.search(r"### What a T4 can run \(preflight verdicts\)\n(.*?)\n## GPU figures", readme, re.S)
     assert section, "README lacks the 'What a T4 can run (preflight verdicts)' subsection before '## GPU figures'"
     assert t4_table() in section.group(1), "regenerate it: python -m tests.simulated_gpus"
+
+
+def test_auto_falling_back_to_tiny_says_why_when_a_gpu_is_attached(tmp_path, monkeypatch, capsys):
+    """Colab with a torch its driver cannot run: `auto` becomes `tiny`, and the student is told why."""
+    node = tmp_path / "nvidia0"
+    node.touch()
+    monkeypatch.setattr("helpers.device.NVIDIA_DEVICE_NODES", (str(node),))  # where the driver's node is
+    with cuda_build_without_driver("13.0"):
+        assert helpers.resolve_profile("auto") == "tiny"
+        out = capsys.readouterr().out
+        report = str(helpers.preflight("llama-2-7b-chat", "auto", device_nodes=[str(node)], tools=()))
+    assert "PROFILE='auto' -> 'tiny'" in out and "WARNING: A GPU is attached but torch" in out
+    assert "nothing to check" in report and "CUDA 13.0" in report and "WARNING: A GPU is attached" in report
+    with simulate_gpu("T4"):  # torch can use the card: no warning
+        assert "WARNING" not in str(helpers.preflight("llama-2-7b-chat", "tiny", token=""))
