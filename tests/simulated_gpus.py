@@ -6,8 +6,10 @@ what the CUDA driver/runtime would answer — the `torch._C` bindings (`_cuda_ge
 (absent: torch falls back to the runtime count) and torch's bf16 probe `_check_bf16_tensor_supported`
 (allocating a bf16 tensor succeeds on every CUDA card, a T4 included) — and marks CUDA initialised.
 Everything above that is torch's real code: `torch.cuda.is_available`, `device_count`,
-`get_device_properties`, `get_device_capability`, `get_device_name`, `mem_get_info`, `current_device`
-and `is_bf16_supported` run unchanged. So `torch.cuda.is_bf16_supported()` answers True on the
+`get_device_properties`, `get_device_capability`, `get_device_name`, `mem_get_info`, `current_device`,
+`is_bf16_supported`, `memory_allocated`/`memory_reserved`/`max_memory_*`, `reset_peak_memory_stats`,
+`synchronize` and `empty_cache` run unchanged; the caching allocator's statistics come from an
+`Allocator` the test drives (`simulate_gpu(...).allocator.allocate(n)`). So `torch.cuda.is_bf16_supported()` answers True on the
 simulated T4, as it does on a real one (torch 2.13 defaults to `including_emulation=True`).
 
 Nothing can run *on* the simulated card: a kernel launch or `.to("cuda")` still fails. The fixture is
@@ -69,15 +71,55 @@ class _Properties:
     uuid: str = "GPU-00000000-0000-0000-0000-000000000000"
 
 
-class _CudaRuntime:
-    """Stands in for torch._C._cudart: only cudaMemGetInfo is asked."""
+class Allocator:
+    """Stands in for torch's CUDA caching allocator behind `torch._C._cuda_memoryStats` and friends:
+    tests call `allocate`/`free` where a lesson would create/drop tensors; reserved memory grows with
+    allocations and is kept (cached) until `empty_cache`, as torch's allocator does."""
 
-    def __init__(self, card: Card):
-        self.card = card
+    def __init__(self):
+        self.allocated = self.reserved = self.peak_allocated = self.peak_reserved = 0
+
+    def allocate(self, nbytes: int) -> None:
+        self.allocated += nbytes
+        self.reserved = max(self.reserved, self.allocated)
+        self.peak_allocated = max(self.peak_allocated, self.allocated)
+        self.peak_reserved = max(self.peak_reserved, self.reserved)
+
+    def free(self, nbytes: int) -> None:
+        self.allocated -= nbytes
+
+    # the torch._C bindings
+    def stats(self, device: int) -> dict:
+        return {"allocated_bytes": {"all": {"current": self.allocated, "peak": self.peak_allocated}},
+                "reserved_bytes": {"all": {"current": self.reserved, "peak": self.peak_reserved}}}
+
+    def reset_peak(self, device: int) -> None:
+        self.peak_allocated, self.peak_reserved = self.allocated, self.reserved
+
+    def empty_cache(self) -> None:
+        self.reserved = self.allocated
+
+
+class _CudaRuntime:
+    """Stands in for torch._C._cudart: only cudaMemGetInfo is asked (free = total - context - reserved)."""
+
+    def __init__(self, card: Card, allocator: Allocator):
+        self.card, self.allocator = card, allocator
 
     def cudaMemGetInfo(self, device: int) -> tuple[int, int]:  # noqa: N802 - the CUDA runtime's name
         assert device == 0, device
-        return int(self.card.free_gib * GIB), int(self.card.total_gib * GIB)
+        return int(self.card.free_gib * GIB) - self.allocator.reserved, int(self.card.total_gib * GIB)
+
+
+@dataclass(frozen=True)
+class SimulatedGpu:
+    """What `simulate_gpu` yields: the card's facts (as attributes) and its allocator."""
+
+    card: Card
+    allocator: Allocator
+
+    def __getattr__(self, name):
+        return getattr(self.card, name)
 
 
 @contextlib.contextmanager
@@ -87,21 +129,29 @@ def simulate_gpu(card: Card | str, *, cuda_version: str = "12.8"):
 
     card = CARDS[card] if isinstance(card, str) else card
     props = _Properties(card.name, *card.capability, int(card.total_gib * GIB), card.multi_processor_count)
+    allocator = Allocator()
     with pytest.MonkeyPatch.context() as mp:
         # the driver and runtime
         mp.setattr(torch._C, "_cuda_getDeviceCount", lambda: 1, raising=False)
         mp.setattr(torch._C, "_cuda_getDevice", lambda: 0, raising=False)
         mp.setattr(torch._C, "_cuda_setDevice", lambda i: None, raising=False)
+        mp.setattr(torch._C, "_cuda_synchronize", lambda: None, raising=False)
+        mp.setattr(torch.cuda, "_exchange_device", lambda i: 0)
+        mp.setattr(torch.cuda, "_maybe_exchange_device", lambda i: 0)
         mp.setattr(torch.cuda, "_device_count_nvml", lambda: -1)  # no NVML: torch asks the runtime
         mp.setattr(torch.cuda, "_get_device_properties", lambda i: props, raising=False)
-        mp.setattr(torch.cuda, "_cudart", _CudaRuntime(card))
+        mp.setattr(torch.cuda, "_cudart", _CudaRuntime(card, allocator))
+        # the caching allocator's statistics
+        mp.setattr(torch._C, "_cuda_memoryStats", allocator.stats, raising=False)
+        mp.setattr(torch._C, "_cuda_resetPeakMemoryStats", allocator.reset_peak, raising=False)
+        mp.setattr(torch._C, "_cuda_emptyCache", allocator.empty_cache, raising=False)
         # torch's probe for emulated bf16 allocates a bf16 tensor on the device: that works on any CUDA card
         mp.setattr(torch.cuda, "_check_bf16_tensor_supported", lambda device: True)
         # an initialised CUDA runtime (torch.cuda._lazy_init returns at once), a CUDA build
         mp.setattr(torch.cuda, "_initialized", True)
         mp.setattr(torch.cuda, "_cached_device_count", None)
         mp.setattr(torch.version, "cuda", cuda_version)
-        yield card
+        yield SimulatedGpu(card, allocator)
 
 
 @contextlib.contextmanager
