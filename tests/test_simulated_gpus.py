@@ -68,9 +68,13 @@ def test_cuda_info(card):
     assert info.total_gib == pytest.approx(c.total_gib) and info.free_gib == pytest.approx(c.free_gib)
 
 
-def test_precision_flags_follow_the_card(card):
+def test_precision_flags_and_4bit_compute_dtype_follow_the_card(card):
+    from helpers.sft import bnb_config
+
     key, _ = card
+    half = torch.bfloat16 if BF16[key] else torch.float16
     assert precision_flags(helpers.compute_dtype("cuda")) == {"bf16": BF16[key], "fp16": not BF16[key]}
+    assert bnb_config("cuda").bnb_4bit_compute_dtype == half  # what lectures 03-05 quantize with
 
 
 def test_unsloth_loads_in_the_dtype_the_lecture_trains_in(card):
