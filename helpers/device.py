@@ -178,8 +178,8 @@ def unsloth_dtype(requested=None, capability: tuple[int, int] | None = None):
     """The dtype Unsloth's `FastLanguageModel.from_pretrained(dtype=requested)` loads in on a GPU of
     `capability` (default: CUDA device 0) — Unsloth's rule, restated so the course can check it agrees.
 
-    Source (unslothai/unsloth at 015bdef, 2026-08-22; unchanged in the pinned 2026.10.9 as far as the
-    lecture's calls go):
+    Source: unslothai/unsloth at commit 015bdef (2026-08-22, version 2026.8.19); requirements-gpu.txt
+    pins 2026.10.9, which was not available to read here — recheck these lines when the pin moves:
     - `unsloth/models/_utils.py`: `major_version, minor_version = torch.cuda.get_device_capability()`;
       `SUPPORTS_BFLOAT16 = True` only `if major_version >= 8`; `is_bfloat16_supported()` returns it
       (commented "Fixes a weird Torch 2.3 bug which says T4s have bfloat16");
