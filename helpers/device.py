@@ -178,17 +178,17 @@ def unsloth_dtype(requested=None, capability: tuple[int, int] | None = None):
     """The dtype Unsloth's `FastLanguageModel.from_pretrained(dtype=requested)` loads in on a GPU of
     `capability` (default: CUDA device 0) — Unsloth's rule, restated so the course can check it agrees.
 
-    Source: unslothai/unsloth at commit 015bdef (2026-08-22, version 2026.8.19); requirements-gpu.txt
-    pins 2026.10.9, which was not available to read here — recheck these lines when the pin moves:
-    - `unsloth/models/_utils.py`: `major_version, minor_version = torch.cuda.get_device_capability()`;
-      `SUPPORTS_BFLOAT16 = True` only `if major_version >= 8`; `is_bfloat16_supported()` returns it
-      (commented "Fixes a weird Torch 2.3 bug which says T4s have bfloat16");
-    - `unsloth/_gpu_init.py`: `SUPPORTS_BFLOAT16 = major_version >= 8`, and torch.cuda.is_bf16_supported
-      is re-wrapped to default `including_emulation=False`;
-    - `unsloth/models/llama.py` (`FastLlamaModel.from_pretrained`) and `unsloth/models/loader.py`:
-      `if dtype is None: dtype = torch.float16 if not SUPPORTS_BFLOAT16 else torch.bfloat16`,
-      `elif dtype == torch.bfloat16 and not SUPPORTS_BFLOAT16:` warn "Device does not support bfloat16.
-      Will change to float16." and use `torch.float16`; any other request is kept.
+    Source: the pinned unsloth 2026.10.9 (the PyPI wheel; the same rule is in unslothai/unsloth at
+    015bdef, 2026.8.19):
+    - `unsloth/models/_utils.py` (~line 4335): on CUDA, `SUPPORTS_BFLOAT16 = _bf16_cap is not None and
+      _bf16_cap[0] >= 8` (the compute capability's major version); `is_bfloat16_supported()` (~line 5273)
+      returns it (per device when the cards of one host differ);
+    - `unsloth/_gpu_init.py` (~line 557): the same `>= 8` test for the process-wide flag;
+    - `unsloth/models/llama.py` (`FastLlamaModel.from_pretrained`, ~line 3601) and
+      `unsloth/models/loader.py` (~line 2294): `if dtype is None: dtype = torch.float16 if not
+      SUPPORTS_BFLOAT16 else torch.bfloat16`; `elif dtype == torch.bfloat16 and not SUPPORTS_BFLOAT16`
+      (and not XPU): warn "Device does not support bfloat16. Will change to float16." and use
+      `torch.float16`; any other request is kept.
 
     A trainer given bf16=True on a model Unsloth loaded in fp16 fails ("Model is in float16 precision but
     you want to use bfloat16"), so lecture 04 must pass a dtype this function leaves unchanged.
