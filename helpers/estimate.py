@@ -2,6 +2,8 @@
 
 Bytes per parameter: fp32 4, fp16/bf16 2, int8 1, nf4 0.5 (+ one fp32 absmax per 64-weight block,
 or with double quantization an 8-bit absmax per block plus one fp32 per 256 blocks).
+With QLoRA, peft's `prepare_model_for_kbit_training` (which every course recipe calls) casts every
+parameter that is not quantized — norms, embeddings, lm_head — from 16-bit to fp32: `kbit_prepared`.
 Training adds, for every *trainable* parameter: its gradient and AdamW's two moments (fp32: 4+4+4
 bytes) — plus, for full fine-tuning in mixed precision, the fp32 master weights. Activations are the
 rough part: with gradient checkpointing only each layer's input (batch × seq × hidden, 2 bytes)
@@ -97,12 +99,36 @@ def activations_gib(shape: Shape, batch_size: int, seq_len: int, gradient_checkp
     return (kept + logits) / GIB
 
 
+def base_weight_bytes(shape: Shape, method: str = "qlora", dtype: str = "fp16", *,
+                      kbit_prepared: bool = True) -> dict[str, float]:
+    """Bytes of the frozen base model by storage dtype, before adapters.
+
+    `qlora`: the decoder layers' linear weights in nf4 (with double quantization); everything else
+    (norms, embeddings, lm_head) in `dtype` as loaded, or in fp32 once `prepare_model_for_kbit_training`
+    has run (`kbit_prepared`). `lora`/`full`/`merge`: every weight in `dtype`.
+
+    >>> from helpers.models import MODELS
+    >>> s = MODELS["llama-2-7b-chat"].shape
+    >>> b = base_weight_bytes(s, "qlora")
+    >>> sorted(b), round(b["fp32"] / 2**30, 2)
+    (['fp32', 'nf4'], 0.98)
+    >>> round((b["fp32"] - base_weight_bytes(s, "qlora", kbit_prepared=False)["fp16"]) / 2**30, 2)  # the fp32 cast
+    0.49
+    """
+    n = shape.n_params
+    if method != "qlora":
+        return {dtype: n * BYTES_PER_PARAM[dtype]}
+    rest = "fp32" if kbit_prepared else dtype
+    return {"nf4": shape.linear_params * nf4_bytes_per_param(), rest: (n - shape.linear_params) * BYTES_PER_PARAM[rest]}
+
+
 def estimate_training_memory(model, method: str = "qlora", *, lora_r: int = 64,
                              target_modules=("q_proj", "k_proj", "v_proj", "o_proj"), batch_size: int = 4,
                              seq_len: int = 512, gradient_checkpointing: bool = True,
-                             dtype: str = "fp16") -> MemoryEstimate:
+                             dtype: str = "fp16", kbit_prepared: bool = True) -> MemoryEstimate:
     """Estimate GPU memory to fine-tune `model` (a key of helpers.MODELS or a Shape) with `method`:
-    "full" (mixed precision AdamW), "lora" (16-bit frozen base) or "qlora" (nf4 frozen base).
+    "full" (mixed precision AdamW), "lora" (16-bit frozen base) or "qlora" (nf4 frozen base, its other
+    weights cast to fp32 by `prepare_model_for_kbit_training` unless `kbit_prepared=False`).
 
     >>> e = estimate_training_memory("llama-2-7b-chat", "full")
     >>> e.total_gib > 100
@@ -117,10 +143,7 @@ def estimate_training_memory(model, method: str = "qlora", *, lora_r: int = 64,
         weights = weights_gib(n, dtype) + weights_gib(n, "fp32")  # 16-bit copy + fp32 master weights
     elif method in ("lora", "qlora"):
         trainable = lora_parameters(shape, lora_r, target_modules)
-        if method == "qlora":  # bitsandbytes quantizes the layers' linear weights; embeddings, lm_head, norms stay 16-bit
-            base = weights_gib(shape.linear_params, "nf4") + weights_gib(n - shape.linear_params, dtype)
-        else:
-            base = weights_gib(n, dtype)
+        base = sum(base_weight_bytes(shape, method, dtype, kbit_prepared=kbit_prepared).values()) / GIB
         weights = base + weights_gib(trainable, "fp32")
     else:
         raise ValueError(f"Unknown method {method!r}. Use 'full', 'lora' or 'qlora'.")
@@ -131,4 +154,26 @@ def estimate_training_memory(model, method: str = "qlora", *, lora_r: int = 64,
         gradients_gib=weights_gib(trainable, "fp32"),
         optimizer_gib=2 * weights_gib(trainable, "fp32"),
         activations_gib=activations_gib(shape, batch_size, seq_len, gradient_checkpointing),
+    )
+
+
+def estimate_merge_memory(model, *, lora_r: int = 64, target_modules=("q_proj", "k_proj", "v_proj", "o_proj"),
+                          batch_size: int = 4, seq_len: int = 512, dtype: str = "fp16") -> MemoryEstimate:
+    """GPU memory to reload the base model in 16-bit with its trained adapter, run a forward pass and
+    merge (`AutoPeftModelForCausalLM.from_pretrained(..., dtype=...)` then `merge_and_unload()`).
+
+    Weights: every base weight in `dtype` plus the adapter in fp32 (peft keeps adapters of a 16-bit model
+    in fp32); no gradients or optimizer; activations of one inference layer plus the fp32 logits.
+
+    >>> round(estimate_merge_memory("llama-2-7b-chat").weights_gib, 2)  # ~12.6 GiB: tight on a 15 GiB T4
+    12.8
+    """
+    shape = MODELS[model].shape if isinstance(model, str) else model
+    adapter = lora_parameters(shape, lora_r, target_modules)
+    b, s, h = batch_size, seq_len, shape.hidden_size
+    return MemoryEstimate(
+        method="merge",
+        weights_gib=weights_gib(shape.n_params, dtype) + weights_gib(adapter, "fp32"),
+        trainable_params=0, gradients_gib=0.0, optimizer_gib=0.0,
+        activations_gib=(34 * b * s * h + 4 * b * s * shape.vocab_size) / GIB,
     )

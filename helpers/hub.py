@@ -50,9 +50,42 @@ def skip_reason(key: str, profile: str, token: str | None = None) -> str | None:
             f"(Colab: the Secrets panel) to include it.")
 
 
+def ensure_chat_template(tokenizer, key: str):
+    """Give `tokenizer` the course's shipped chat template of family `key` when it has none (some Hub
+    tokenizers, e.g. older community copies of Llama 2, ship without one), with a printed note; a
+    tokenizer that has a template is left as it is. Returns the tokenizer.
+
+    >>> from types import SimpleNamespace
+    >>> tok = ensure_chat_template(SimpleNamespace(chat_template=None), "llama-2-7b-chat")  # doctest: +ELLIPSIS
+    Note: the tokenizer of NousResearch/Llama-2-7b-chat-hf has no chat template; using the course's copy ...
+    >>> tok.chat_template.startswith("{% if messages[0]['role'] == 'system' %}")
+    True
+    """
+    if getattr(tokenizer, "chat_template", None):
+        return tokenizer
+    spec = get_spec(key)
+    tokenizer.chat_template = spec.chat_template()
+    print(f"Note: the tokenizer of {spec.hub_id} has no chat template; using the course's copy of "
+          f"{spec.title}'s template (helpers/templates/{spec.template}).")
+    return tokenizer
+
+
+def refused_message(key: str, err: Exception, token: str | None) -> str:
+    """Why the Hub refused family `key`, and what to do: no token, or a token without the licence accepted."""
+    spec = get_spec(key)
+    url = f"https://huggingface.co/{spec.hub_id}"
+    if token:
+        return (f"Skipping {spec.title} ({spec.hub_id}): the Hub refused your token. It is gated and this "
+                f"account has not been granted access: open {url}, accept the licence while logged in as the "
+                f"token's owner, wait for approval, then rerun. ({str(err).splitlines()[0]})")
+    return (f"Skipping {spec.title} ({spec.hub_id}): gated on the Hub and no HF token found. Accept its licence "
+            f"on {url} and set HF_TOKEN (Colab: the Secrets panel). ({str(err).splitlines()[0]})")
+
+
 def load_tokenizer(key: str, profile: str):
     """`AutoTokenizer` for family `key` in `profile`, or None (with a printed reason) for a gated family
-    that cannot be reached. Errors of non-gated families are raised: they are real problems."""
+    that cannot be reached. Errors of non-gated families are raised: they are real problems.
+    A tokenizer without a chat template gets the course's copy (`ensure_chat_template`)."""
     from transformers import AutoTokenizer
 
     reason = skip_reason(key, profile)
@@ -60,12 +93,13 @@ def load_tokenizer(key: str, profile: str):
         print(reason)
         return None
     try:
-        return AutoTokenizer.from_pretrained(resolve_model(key, profile))
+        tokenizer = AutoTokenizer.from_pretrained(resolve_model(key, profile))
     except OSError as err:
         if not get_spec(key).gated:
             raise
-        print(f"Skipping {get_spec(key).title}: the Hub refused access ({str(err).splitlines()[0]}).")
+        print(refused_message(key, err, hf_token()))
         return None
+    return ensure_chat_template(tokenizer, key)
 
 
 def load_tokenizers(keys, profile: str) -> dict:

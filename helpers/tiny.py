@@ -22,7 +22,6 @@ import shutil
 import tempfile
 from importlib import resources
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # models.py imports this module; the spec type is for annotations only
@@ -136,13 +135,19 @@ def build_model(spec: ModelSpec, tokenizer):
     return model
 
 
+def builder_source() -> str:
+    """The code that builds a stand-in: this module's source, as it is on disk now."""
+    return Path(__file__).read_text(encoding="utf-8")
+
+
 def recipe_digest(spec: ModelSpec) -> str:
-    """Short hash of everything a stand-in is built from: a changed corpus or template means a new build."""
+    """Short hash of everything a stand-in is built from — the builder's code (this module), the corpus,
+    the template and the spec: a change to any of them means a new build, not a stale cached one."""
     import hashlib
 
     h = hashlib.sha256()
-    for part in (VERSION, json.dumps(TINY_CONFIG, sort_keys=True), str(VOCAB_SIZE), "\n".join(corpus_lines()),
-                 spec.chat_template(), repr(spec)):
+    for part in (VERSION, builder_source(), json.dumps(TINY_CONFIG, sort_keys=True), str(VOCAB_SIZE),
+                 "\n".join(corpus_lines()), spec.chat_template(), repr(spec)):
         h.update(part.encode())
     return h.hexdigest()[:10]
 

@@ -1,44 +1,25 @@
-"""memory_report / track_peak_memory: the CUDA branch with a fake torch.cuda, the CPU branch for real."""
+"""memory_report / track_peak_memory: the CUDA branch on a GPU that torch itself reports (its caching
+allocator's statistics driven by the test, tests/simulated_gpus.py), the CPU branch for real."""
 
 import time
 
 import pytest
+import torch
+from simulated_gpus import simulate_gpu
 
 import helpers
 
 GIB = 2**30
 
 
-class FakeCuda:
-    """Just enough of torch.cuda for the memory helpers: a 15 GiB T4 with a live allocator."""
-
-    def __init__(self):
-        self.allocated, self.reserved, self.peak_alloc, self.peak_res = 2 * GIB, 3 * GIB, 2 * GIB, 3 * GIB
-        self.total = 15 * GIB
-
-    def is_available(self): return True
-    def get_device_name(self, i=0): return "Tesla T4"
-    def mem_get_info(self, i=0): return (self.total - self.reserved, self.total)
-    def memory_allocated(self, i=0): return self.allocated
-    def memory_reserved(self, i=0): return self.reserved
-    def max_memory_allocated(self, i=0): return self.peak_alloc
-    def max_memory_reserved(self, i=0): return self.peak_res
-    def synchronize(self, i=0): pass
-
-    def reset_peak_memory_stats(self, i=0):
-        self.peak_alloc, self.peak_res = self.allocated, self.reserved
-
-    def allocate(self, nbytes):
-        self.allocated += nbytes
-        self.reserved += nbytes
-        self.peak_alloc = max(self.peak_alloc, self.allocated)
-        self.peak_res = max(self.peak_res, self.reserved)
-
-
 def test_cuda_report_in_gib_and_percent():
-    r = helpers.memory_report("cuda", cuda=FakeCuda())
+    with simulate_gpu("T4") as gpu:
+        gpu.allocator.allocate(3 * GIB)
+        gpu.allocator.free(1 * GIB)  # 2 GiB live, 3 GiB kept by the caching allocator
+        r = helpers.memory_report()
     assert r.is_cuda and r.device == "cuda:0 (Tesla T4)"
-    assert (r.allocated_gib, r.reserved_gib, r.free_gib, r.total_gib) == (2, 3, 12, 15)
+    assert (r.allocated_gib, r.reserved_gib, r.peak_reserved_gib, r.total_gib) == (2, 3, 3, 15)
+    assert r.free_gib == pytest.approx(15 - 0.25 - 3)  # the card minus the CUDA context minus reserved
     assert r.reserved_pct == pytest.approx(20.0)
     text = str(r)
     assert "3.00 GiB (20.0 % of card)" in text and "GB" not in text.replace("GiB", "")
@@ -52,15 +33,19 @@ def test_cpu_report_says_cpu():
 
 
 def test_track_peak_cuda_resets_and_measures():
-    cuda = FakeCuda()
-    cuda.peak_res = 10 * GIB  # a stale peak from before: must be reset on entry
-    with helpers.track_peak_memory("cuda", cuda=cuda) as peak:
-        cuda.allocate(4 * GIB)
-        cuda.allocated -= 4 * GIB
-    assert peak.peak_reserved_gib == pytest.approx(7)
+    with simulate_gpu("T4") as gpu:
+        gpu.allocator.allocate(10 * GIB)
+        gpu.allocator.free(7 * GIB)
+        torch.cuda.empty_cache()  # 3 GiB live; a stale 10 GiB peak from before: must be reset on entry
+        with helpers.track_peak_memory("cuda") as peak:
+            gpu.allocator.allocate(4 * GIB)
+            gpu.allocator.free(4 * GIB)
+        helpers.free_memory()
+        assert torch.cuda.memory_reserved() == 3 * GIB  # free_memory emptied the cache
+    assert peak.peak_reserved_gib == pytest.approx(7) and peak.peak_allocated_gib == pytest.approx(7)
     assert peak.delta_gib == pytest.approx(4)
     assert peak.pct_of_card == pytest.approx(100 * 7 / 15)
-    assert "% of" in str(peak)
+    assert "% of" in str(peak) and "Tesla T4" in str(peak)
 
 
 def test_track_peak_cpu_sees_an_allocation():
