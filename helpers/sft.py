@@ -102,16 +102,54 @@ def load_4bit_model(path, device: str):
     Checkpoints that are already 4-bit (e.g. unsloth's ``…-bnb-4bit``) carry their own quantization
     config and load as they are; the others are quantized while loading.
     """
-    from transformers import AutoConfig, AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM
 
     from .device import compute_dtype
 
-    prequantized = getattr(AutoConfig.from_pretrained(path), "quantization_config", None) is not None
+    dtype = compute_dtype(device)
+    prequantized = is_prequantized(path)
     kwargs = {} if prequantized else {"quantization_config": bnb_config(device)}
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=compute_dtype(device), device_map={"": device},
-                                                 **kwargs)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, device_map={"": device}, **kwargs)
+    if prequantized:
+        # The file's config fixes the 4-bit layers' compute dtype (bf16 in unsloth's checkpoints); on a
+        # T4 that would be emulated bf16. Compute in this device's dtype instead, as bnb_config does.
+        from bitsandbytes.nn import Linear4bit
+
+        for module in model.modules():
+            if isinstance(module, Linear4bit):
+                module.compute_dtype = dtype
+        model.config.quantization_config.bnb_4bit_compute_dtype = dtype
     model.config.use_cache = False  # the KV cache is for generation; training recomputes everything
+    if str(device) == "cpu":
+        keep_cpu_4bit_trainable(model)
     return model
+
+
+def keep_cpu_4bit_trainable(model) -> int:
+    """Turn off bitsandbytes' CPU inference repacking in every 4-bit layer of `model`; returns how many.
+
+    On a CPU with AVX512-BF16, bitsandbytes (0.50) rewrites a `Linear4bit` weight in place, the first
+    time it runs in eval mode without gradients (generation, a no-grad evaluation), into a bf16
+    inference layout. That layout (1) requires out_features % 32 == 0 and in_features % blocksize == 0,
+    or it fails with "N must be divisible by block_n"; (2) stays after `model.train()`, and its kernel
+    (`gemv_4bit`) has no autograd formula, so the next training step silently drops the gradient that
+    flows through the frozen 4-bit weights into the earlier layers' adapters. Lessons generate before
+    they train, so the lesson keeps the dequantize-and-matmul path that training uses everywhere:
+    the same numbers on every CPU. (CUDA never repacks.)
+    """
+    n = 0
+    for module in model.modules():
+        if hasattr(module, "support_avx512bf16_for_cpu"):
+            module.support_avx512bf16_for_cpu = False
+            n += 1
+    return n
+
+
+def is_prequantized(path) -> bool:
+    """Whether the checkpoint at `path` is stored quantized (its config carries a quantization_config)."""
+    from transformers import AutoConfig
+
+    return getattr(AutoConfig.from_pretrained(path), "quantization_config", None) is not None
 
 
 def load_4bit(key: str, profile: str):
