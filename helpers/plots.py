@@ -11,6 +11,16 @@ from __future__ import annotations
 DPO_METRICS = ("rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies")
 
 
+def shown_name(name: str, profile: str) -> str:
+    """The model's name as plot titles and printed headers show it: in the tiny profile it says so,
+    so nobody mistakes a stand-in's curve for the real model's.
+
+    >>> shown_name("Llama 2 7B Chat", "tiny"), shown_name("Llama 2 7B Chat", "full")
+    ('Llama 2 7B Chat (tiny stand-in)', 'Llama 2 7B Chat')
+    """
+    return f"{name} (tiny stand-in)" if profile == "tiny" else name
+
+
 def metric_history(log_history: list[dict], key: str) -> list[tuple[int, float]]:
     """(step, value) for every log entry that has `key`, values as floats."""
     return [(int(h["step"]), float(h[key])) for h in log_history if key in h and "step" in h]

@@ -221,13 +221,48 @@ def generate(model, tokenizer, prompts, max_new_tokens: int = 48) -> list[str]:
 
 # --- runs ------------------------------------------------------------------------------------------
 
+# TrainingArguments' own token counter (transformers >= 4.5x, read in Trainer._track_num_input_tokens):
+# "non_padding" sums the attention mask of every batch the training loop consumes, whatever trainer
+# class (TRL's, Unsloth's) runs the loop. Both recipes of lecture 04 count tokens this way.
+COUNT_TOKENS = {"include_num_input_tokens_seen": "non_padding"}
+
+
+def import_watch(module: str = "unsloth"):
+    """A TrainerCallback that records, at train begin and after every step, whether `module` is in
+    `sys.modules`: `.seen` is a list of (event, step, imported). Lecture 04 attaches one to the HF
+    recipe to show that Unsloth (which patches transformers and replaces TRL's trainer on import) was
+    never loaded while it trained."""
+    import sys
+
+    from transformers import TrainerCallback
+
+    class ImportWatch(TrainerCallback):
+        def __init__(self):
+            self.module, self.seen = module, []
+
+        def _record(self, event, state):
+            self.seen.append((event, state.global_step, self.module in sys.modules))
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            self._record("train_begin", state)
+
+        def on_step_end(self, args, state, control, **kwargs):
+            self._record("step_end", state)
+
+        @property
+        def ever_imported(self) -> bool:
+            return any(imported for *_, imported in self.seen)
+
+    return ImportWatch()
+
+
 @dataclass(frozen=True)
 class RunStats:
     """What one training run cost: the figures of lecture 04's comparison table."""
 
     recipe: str
     seconds: float
-    tokens: int  # non-padding tokens the model was trained on (TRL's `num_tokens`)
+    tokens: int  # non-padding tokens in the batches trained on (attention masks; COUNT_TOKENS)
     peak_reserved_gib: float  # CUDA: allocator peak; CPU: peak process RSS
     trainable: int
 
@@ -241,17 +276,21 @@ class RunStats:
 
 
 def run_stats(recipe: str, log_history, train_metrics: dict, peak, trainable: int) -> RunStats:
-    """Collect a RunStats from a finished Trainer: `trainer.state.log_history`, `trainer.train().metrics`,
-    the `helpers.track_peak_memory` result and the trainable parameter count.
+    """Collect a RunStats from a finished Trainer run with COUNT_TOKENS set: `trainer.state.log_history`,
+    `trainer.train().metrics`, the `helpers.track_peak_memory` result and the trainable parameter count.
+    Tokens are transformers' `num_input_tokens_seen` (non-padding tokens of every batch), the same key
+    for any trainer class, not a TRL-only log key.
 
     >>> class P: peak_reserved_gib = 1.5
-    >>> run_stats("hf", [{"loss": 1.0, "num_tokens": 500.0}], {"train_runtime": 2.0}, P(), 10).tokens_per_s
+    >>> log = [{"loss": 1.0, "num_input_tokens_seen": 300}, {"loss": 0.9, "num_input_tokens_seen": 500}]
+    >>> run_stats("hf", log, {"train_runtime": 2.0}, P(), 10).tokens_per_s
     250.0
     """
-    tokens = [h["num_tokens"] for h in log_history if "num_tokens" in h]
+    tokens = [h["num_input_tokens_seen"] for h in log_history if "num_input_tokens_seen" in h]
     if not tokens:
-        raise ValueError("The trainer logged no `num_tokens`; cannot compute tokens/s.")
-    return RunStats(recipe=recipe, seconds=float(train_metrics["train_runtime"]), tokens=int(tokens[-1]),
+        raise ValueError("The trainer logged no `num_input_tokens_seen`; train with "
+                         "include_num_input_tokens_seen='non_padding' (sft.COUNT_TOKENS).")
+    return RunStats(recipe=recipe, seconds=float(train_metrics["train_runtime"]), tokens=int(max(tokens)),
                     peak_reserved_gib=float(peak.peak_reserved_gib), trainable=int(trainable))
 
 

@@ -76,13 +76,13 @@ def test_run_stats_and_table():
     class Peak:
         peak_reserved_gib = 2.0
 
-    history = [{"loss": 2.0, "num_tokens": 100.0}, {"loss": 1.0, "num_tokens": 300.0}]
+    history = [{"loss": 2.0, "num_input_tokens_seen": 100}, {"loss": 1.0, "num_input_tokens_seen": 300}]
     stats = sft.run_stats("HF", history, {"train_runtime": 1.5}, Peak(), 7)
     assert (stats.tokens, stats.tokens_per_s, stats.trainable) == (300, 200.0, 7)
     table = sft.comparison_table({"HF": stats, "Unsloth": "not run: no GPU"})
     assert "not run: no GPU" in table.splitlines()[1] and "200" in table.splitlines()[1]
-    with pytest.raises(ValueError, match="num_tokens"):
-        sft.run_stats("HF", [{"loss": 1.0}], {"train_runtime": 1.0}, Peak(), 1)
+    with pytest.raises(ValueError, match="num_input_tokens_seen"):
+        sft.run_stats("HF", [{"loss": 1.0, "num_tokens": 5.0}], {"train_runtime": 1.0}, Peak(), 1)
 
 
 def _tiny_peft(seed: int = 0, std: float = 0.1):
