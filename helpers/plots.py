@@ -36,6 +36,14 @@ def loss_fell(log_history: list[dict], window: int = 5, min_drop: float = 0.05) 
 
     >>> loss_fell([{"loss": 3.0 - 0.1 * i, "step": i} for i in range(20)])
     True
+    >>> loss_fell([{"loss": 2.0, "step": i} for i in range(20)])           # flat
+    False
+    >>> loss_fell([{"loss": 2.0 + 0.1 * i, "step": i} for i in range(20)])  # rising
+    False
+    >>> loss_fell([{"loss": 2.0, "step": i} for i in range(3)])
+    Traceback (most recent call last):
+    ...
+    ValueError: need at least 10 logged losses, got 3; log more often
     """
     losses = [v for _, v in loss_history(log_history)]
     if len(losses) < 2 * window:
