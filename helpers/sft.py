@@ -219,6 +219,56 @@ def generate(model, tokenizer, prompts, max_new_tokens: int = 48) -> list[str]:
     return [t.strip() for t in tokenizer.batch_decode(new, skip_special_tokens=True)]
 
 
+# --- held-out evaluation -----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class HeldOut:
+    """Mean negative log-likelihood (nats per token) on held-out rows, split as TRL's completion-only
+    loss splits a row: the prompt's tokens (the user turn and the assistant header) and the answer's
+    (the assistant's text and its end-of-turn token)."""
+
+    prompt_nll: float
+    answer_nll: float
+    answer_tokens: int
+
+    @property
+    def perplexity(self) -> float:
+        """exp(answer NLL): the answer perplexity, the figure the completion-only loss trains down."""
+        import math
+
+        return math.exp(self.answer_nll)
+
+
+def held_out(model, tokenizer, rows) -> HeldOut:
+    """Score `rows` (dicts with "question" and "answer") one at a time, unpadded, under the chat
+    template: the token at position t is predicted from the logits at t - 1. The first token (BOS)
+    is predicted by nothing and is not scored."""
+    import torch
+
+    sums = {"prompt": [0.0, 0], "answer": [0.0, 0]}
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        for row in rows:
+            pc = lamini_prompt_completion(row)
+            prompt = tokenizer.apply_chat_template(pc["prompt"], add_generation_prompt=True, tokenize=True,
+                                                   return_dict=False)
+            full = tokenizer.apply_chat_template(pc["prompt"] + pc["completion"], tokenize=True, return_dict=False)
+            if full[:len(prompt)] != prompt:
+                raise ValueError("the chat template does not render the prompt as a prefix of the full chat")
+            ids = torch.tensor([full], device=model.device)
+            logits = model(input_ids=ids).logits[0, :-1].float()  # (T-1, V): predictions of tokens 1..T-1
+            nll = torch.nn.functional.cross_entropy(logits, ids[0, 1:], reduction="none")  # (T-1,)
+            n_prompt = len(prompt) - 1  # prompt tokens scored: 1..len(prompt)-1
+            for part, values in (("prompt", nll[:n_prompt]), ("answer", nll[n_prompt:])):
+                sums[part][0] += values.sum().item()
+                sums[part][1] += values.numel()
+    if was_training:
+        model.train()
+    return HeldOut(prompt_nll=sums["prompt"][0] / sums["prompt"][1], answer_nll=sums["answer"][0] / sums["answer"][1],
+                   answer_tokens=sums["answer"][1])
+
+
 # --- runs ------------------------------------------------------------------------------------------
 
 # TrainingArguments' own token counter (transformers >= 4.5x, read in Trainer._track_num_input_tokens):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import doctest
+import math
 
 import pytest
 import torch
@@ -178,3 +179,26 @@ def test_load_4bit_model_reloads_a_prequantized_checkpoint(tmp_path):
             m.compute_dtype = torch.float32
     with torch.no_grad():
         torch.testing.assert_close(model(ids).logits, saved(ids).logits)
+
+
+def test_held_out_matches_the_models_own_loss():
+    """held_out's answer loss on one row equals the model's cross-entropy with the prompt labels set to
+    -100 (transformers' loss, the outside oracle), and its prompt loss the one with the answer masked."""
+    model, tok = _tiny_peft(seed=2, std=0.5)
+    row = {"question": "How do I load a model with Lamini?", "answer": "Call `llm.load_model()`."}
+    pc = sft.lamini_prompt_completion(row)
+    prompt = tok.apply_chat_template(pc["prompt"], add_generation_prompt=True, tokenize=True, return_dict=False)
+    full = tok.apply_chat_template(pc["prompt"] + pc["completion"], tokenize=True, return_dict=False)
+    ids = torch.tensor([full])
+    answer_labels, prompt_labels = ids.clone(), ids.clone()
+    answer_labels[0, :len(prompt)] = -100
+    prompt_labels[0, len(prompt):] = -100
+    model.eval()
+    with torch.no_grad():
+        answer_loss = model(input_ids=ids, labels=answer_labels).loss.item()
+        prompt_loss = model(input_ids=ids, labels=prompt_labels).loss.item()
+    scores = sft.held_out(model, tok, [row])
+    assert scores.answer_tokens == len(full) - len(prompt)
+    assert scores.answer_nll == pytest.approx(answer_loss, rel=1e-5)
+    assert scores.prompt_nll == pytest.approx(prompt_loss, rel=1e-5)
+    assert scores.perplexity == pytest.approx(math.exp(answer_loss), rel=1e-5)
