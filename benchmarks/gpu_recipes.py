@@ -1,4 +1,4 @@
-"""GPU memory fit and speed of the two QLoRA recipes, at the seeds' settings, on the real shapes.
+"""GPU memory fit and speed of the QLoRA recipes of lectures 03 and 04 (full settings), on the real shapes.
 
     python -m benchmarks gpu_recipes          # or: python -m benchmarks.gpu_recipes
 
@@ -82,7 +82,6 @@ def build_random_checkpoint(key: str, directory: Path, *, shape=None, device: st
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
     from helpers import MODELS, resolve_model
-
     from helpers.models import Shape
 
     if (directory / "config.json").exists():
