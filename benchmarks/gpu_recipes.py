@@ -8,9 +8,11 @@ so each model is built locally with random weights from its real architecture (h
 notebooks load the real checkpoints. Every recipe runs in its own subprocess (clean CUDA peak stats;
 unsloth patches transformers on import, so the HF runs never see it). Three runs:
 
-  hf-llama2     lecture 03: Llama 2 7B, LoRA r=64 on q/k/v/o, transformers + peft + TRL
-  hf-llama31    lecture 04's HF half: Llama 3.1 8B, r=16 on all 7 projections, batch 16
+  hf-llama2     lecture 03: Llama 2 7B, LoRA r=64 on q/k/v/o, 4 sequences per step, transformers + peft + TRL
+  hf-llama31    lecture 04's HF half: Llama 3.1 8B, r=16 on all 7 projections, 2 sequences per pass x 8
+                accumulated (16 per step), adamw_8bit
   unsloth-llama31  lecture 04's Unsloth half: the same settings through Unsloth
+(tests/test_gpu_recipes.py reads the lectures' `full` settings and checks these against them.)
 
 Printed per run: peak reserved memory (GiB) and tokens/s (steps after the first, which warms up;
 tokens are the non-padding tokens transformers counted from the batches' attention masks, the same
@@ -47,18 +49,22 @@ class Recipe:
     engine: str  # "hf" or "unsloth"
     lora_r: int
     targets: tuple[str, ...]
-    batch_size: int
+    batch_size: int  # sequences per forward/backward pass (per_device_train_batch_size)
     lora_alpha: int = 16
     shape: tuple | None = None  # helpers.models.Shape fields; None: the real shape of `key`
+    grad_accum: int = 1  # passes per optimizer step: the peak depends on batch_size, not on this
+    optim: str = "paged_adamw_32bit"  # on CPU always adamw_torch (bitsandbytes' optimizers need CUDA)
 
 
 def recipes():
     from helpers.sft import ALL_LINEAR, ATTENTION
 
     return [
+        # lecture 03 full: 4 sequences per step; lecture 04 full: 2 per pass x 8 accumulated = 16 per step
         Recipe("hf-llama2", "llama-2-7b-chat", "hf", 64, ATTENTION, 4),
-        Recipe("hf-llama31", "llama-3.1-8b-instruct", "hf", 16, ALL_LINEAR, 16),
-        Recipe("unsloth-llama31", "llama-3.1-8b-instruct", "unsloth", 16, ALL_LINEAR, 16),
+        Recipe("hf-llama31", "llama-3.1-8b-instruct", "hf", 16, ALL_LINEAR, 2, grad_accum=8, optim="adamw_8bit"),
+        Recipe("unsloth-llama31", "llama-3.1-8b-instruct", "unsloth", 16, ALL_LINEAR, 2, grad_accum=8,
+               optim="adamw_8bit"),
     ]
 
 
@@ -168,11 +174,12 @@ def run_recipe(recipe: Recipe, checkpoint: Path, *, steps: int = STEPS, seq_len:
         tokenizer.pad_token = tokenizer.eos_token
     trainable = helpers.count_parameters(model).trainable
     g = torch.Generator().manual_seed(0)
-    n_rows = steps * recipe.batch_size
+    n_rows = steps * recipe.batch_size * recipe.grad_accum
     ids = torch.randint(3, min(len(tokenizer), model.config.vocab_size) - 1, (n_rows, seq_len), generator=g)
     data = Dataset.from_dict({"input_ids": ids.tolist()})  # pre-tokenized: every row exactly seq_len
     args = SFTConfig(output_dir=tempfile.mkdtemp(), max_steps=steps, per_device_train_batch_size=recipe.batch_size,
-                     learning_rate=2e-4, optim="adamw_torch" if device == "cpu" else "paged_adamw_32bit",
+                     gradient_accumulation_steps=recipe.grad_accum,
+                     learning_rate=2e-4, optim="adamw_torch" if device == "cpu" else recipe.optim,
                      max_length=seq_len, logging_steps=1, report_to="none", save_strategy="no",
                      gradient_checkpointing=recipe.engine == "hf", dataloader_pin_memory=False,
                      **sft.COUNT_TOKENS, **sft.precision_flags(dtype))

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from benchmarks import gpu_recipes
+from helpers import sft
 from helpers.estimate import lora_parameters
 from helpers.models import Shape
 
@@ -19,11 +20,33 @@ def test_skips_without_cuda(capsys, monkeypatch):
     assert capsys.readouterr().out.strip() == "no CUDA GPU: skipped (GPU figures not measured)"
 
 
-def test_recipes_are_the_seeds_settings():
+def _full_settings(notebook: str) -> dict:
+    """SETTINGS["full"] of a lecture's parameters cell, read with ast (the notebook is not run)."""
+    import ast
+    import json
+    from pathlib import Path
+
+    nb = json.loads((Path(__file__).resolve().parents[1] / "lectures" / notebook).read_text(encoding="utf-8"))
+    cell = next(c for c in nb["cells"] if "parameters" in c["metadata"].get("tags", []))
+    tree = ast.parse("".join(cell["source"]))
+    node = next(n.value for n in tree.body if isinstance(n, ast.Assign) and n.targets[0].id == "SETTINGS")
+    return eval(compile(ast.Expression(node), notebook, "eval"), {"__builtins__": {}, "dict": dict})["full"]
+
+
+def test_recipes_are_the_lectures_full_settings():
+    """The benchmark measures what lectures 03 and 04 run in `full` (read from their parameters cells):
+    rank, targets, sequences per pass and per step, optimizer; both Llama 3.1 runs share them."""
     r = {x.name: x for x in gpu_recipes.recipes()}
-    assert (r["hf-llama2"].lora_r, len(r["hf-llama2"].targets)) == (64, 4)
-    assert (r["unsloth-llama31"].lora_r, len(r["unsloth-llama31"].targets), r["unsloth-llama31"].batch_size) == (16, 7, 16)
-    assert r["hf-llama31"].targets == r["unsloth-llama31"].targets and r["hf-llama31"].key == r["unsloth-llama31"].key
+    l03, l04 = _full_settings("03_qlora_llama2.ipynb"), _full_settings("04_unsloth_llama31.ipynb")
+    hf2 = r["hf-llama2"]
+    assert (hf2.lora_r, hf2.lora_alpha, hf2.targets) == (l03["lora_r"], l03["lora_alpha"], sft.ATTENTION)
+    assert (hf2.batch_size, hf2.grad_accum, hf2.optim) == (l03["batch_size"], l03["grad_accum"], l03["optim"])
+    for name in ("hf-llama31", "unsloth-llama31"):
+        x = r[name]
+        assert (x.lora_r, x.lora_alpha, x.targets) == (l04["lora_r"], l04["lora_alpha"], sft.ALL_LINEAR)
+        assert (x.batch_size, x.grad_accum, x.optim) == (l04["batch_size"], l04["grad_accum"], l04["optim"])
+    assert r["hf-llama31"].key == r["unsloth-llama31"].key == "llama-3.1-8b-instruct"
+    assert l04["batch_size"] * l04["grad_accum"] == 16  # the sequences per step lecture 04 states
 
 
 def test_hf_recipe_runs_on_a_tiny_shape(tmp_path):
