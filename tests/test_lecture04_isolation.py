@@ -95,3 +95,16 @@ def test_tokens_are_the_attention_masks_of_the_batches_seen(clean_run):
     assert len(set(lengths)) > 1  # rows differ in length, so padding would change the count
     padded = sum(4 * max(lengths[i:i + 4]) for i in range(0, len(lengths), 4))
     assert stats.tokens < padded
+
+
+def test_both_recipes_take_precision_from_the_card():
+    """Unsloth raises "Model is in float16 precision but you want to use bfloat16" on a T4 when the
+    flags say bf16: both halves take the dtype and the flags from helpers.compute_dtype, none is typed in."""
+    import re
+
+    code = "\n".join(_code_cells())
+    assert "DTYPE = helpers.compute_dtype(DEVICE)" in code
+    assert "**sft.precision_flags(DTYPE)" in code  # training_args, shared by both recipes
+    assert re.search(r"FastLanguageModel\.from_pretrained\([^)]*dtype=DTYPE", code, re.S)
+    assert not re.search(r"\b(bf16|fp16)\s*=\s*(True|False)", code)
+    assert not re.search(r"dtype\s*=\s*torch\.(bfloat16|float16)", code)
