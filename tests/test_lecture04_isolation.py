@@ -105,6 +105,6 @@ def test_both_recipes_take_precision_from_the_card():
     code = "\n".join(_code_cells())
     assert "DTYPE = helpers.compute_dtype(DEVICE)" in code
     assert "**sft.precision_flags(DTYPE)" in code  # training_args, shared by both recipes
-    assert re.search(r"FastLanguageModel\.from_pretrained\([^)]*dtype=DTYPE", code, re.S)
+    assert re.search(r"FastLanguageModel\.from_pretrained\((?:(?!load_in_4bit).){0,300}dtype=DTYPE,", code, re.S)
     assert not re.search(r"\b(bf16|fp16)\s*=\s*(True|False)", code)
     assert not re.search(r"dtype\s*=\s*torch\.(bfloat16|float16)", code)
