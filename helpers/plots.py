@@ -11,6 +11,16 @@ from __future__ import annotations
 DPO_METRICS = ("rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies")
 
 
+def shown_name(name: str, profile: str) -> str:
+    """The model's name as plot titles and printed headers show it: in the tiny profile it says so,
+    so nobody mistakes a stand-in's curve for the real model's.
+
+    >>> shown_name("Llama 2 7B Chat", "tiny"), shown_name("Llama 2 7B Chat", "full")
+    ('Llama 2 7B Chat (tiny stand-in)', 'Llama 2 7B Chat')
+    """
+    return f"{name} (tiny stand-in)" if profile == "tiny" else name
+
+
 def metric_history(log_history: list[dict], key: str) -> list[tuple[int, float]]:
     """(step, value) for every log entry that has `key`, values as floats."""
     return [(int(h["step"]), float(h[key])) for h in log_history if key in h and "step" in h]
@@ -26,6 +36,14 @@ def loss_fell(log_history: list[dict], window: int = 5, min_drop: float = 0.05) 
 
     >>> loss_fell([{"loss": 3.0 - 0.1 * i, "step": i} for i in range(20)])
     True
+    >>> loss_fell([{"loss": 2.0, "step": i} for i in range(20)])           # flat
+    False
+    >>> loss_fell([{"loss": 2.0 + 0.1 * i, "step": i} for i in range(20)])  # rising
+    False
+    >>> loss_fell([{"loss": 2.0, "step": i} for i in range(3)])
+    Traceback (most recent call last):
+    ...
+    ValueError: need at least 10 logged losses, got 3; log more often
     """
     losses = [v for _, v in loss_history(log_history)]
     if len(losses) < 2 * window:

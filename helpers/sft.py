@@ -102,16 +102,54 @@ def load_4bit_model(path, device: str):
     Checkpoints that are already 4-bit (e.g. unsloth's ``…-bnb-4bit``) carry their own quantization
     config and load as they are; the others are quantized while loading.
     """
-    from transformers import AutoConfig, AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM
 
     from .device import compute_dtype
 
-    prequantized = getattr(AutoConfig.from_pretrained(path), "quantization_config", None) is not None
+    dtype = compute_dtype(device)
+    prequantized = is_prequantized(path)
     kwargs = {} if prequantized else {"quantization_config": bnb_config(device)}
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=compute_dtype(device), device_map={"": device},
-                                                 **kwargs)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, device_map={"": device}, **kwargs)
+    if prequantized:
+        # The file's config fixes the 4-bit layers' compute dtype (bf16 in unsloth's checkpoints); on a
+        # T4 that would be emulated bf16. Compute in this device's dtype instead, as bnb_config does.
+        from bitsandbytes.nn import Linear4bit
+
+        for module in model.modules():
+            if isinstance(module, Linear4bit):
+                module.compute_dtype = dtype
+        model.config.quantization_config.bnb_4bit_compute_dtype = dtype
     model.config.use_cache = False  # the KV cache is for generation; training recomputes everything
+    if str(device) == "cpu":
+        keep_cpu_4bit_trainable(model)
     return model
+
+
+def keep_cpu_4bit_trainable(model) -> int:
+    """Turn off bitsandbytes' CPU inference repacking in every 4-bit layer of `model`; returns how many.
+
+    On a CPU with AVX512-BF16, bitsandbytes (0.50) rewrites a `Linear4bit` weight in place, the first
+    time it runs in eval mode without gradients (generation, a no-grad evaluation), into a bf16
+    inference layout. That layout (1) requires out_features % 32 == 0 and in_features % blocksize == 0,
+    or it fails with "N must be divisible by block_n"; (2) stays after `model.train()`, and its kernel
+    (`gemv_4bit`) has no autograd formula, so the next training step silently drops the gradient that
+    flows through the frozen 4-bit weights into the earlier layers' adapters. Lessons generate before
+    they train, so the lesson keeps the dequantize-and-matmul path that training uses everywhere:
+    the same numbers on every CPU. (CUDA never repacks.)
+    """
+    n = 0
+    for module in model.modules():
+        if hasattr(module, "support_avx512bf16_for_cpu"):
+            module.support_avx512bf16_for_cpu = False
+            n += 1
+    return n
+
+
+def is_prequantized(path) -> bool:
+    """Whether the checkpoint at `path` is stored quantized (its config carries a quantization_config)."""
+    from transformers import AutoConfig
+
+    return getattr(AutoConfig.from_pretrained(path), "quantization_config", None) is not None
 
 
 def load_4bit(key: str, profile: str):
@@ -181,7 +219,92 @@ def generate(model, tokenizer, prompts, max_new_tokens: int = 48) -> list[str]:
     return [t.strip() for t in tokenizer.batch_decode(new, skip_special_tokens=True)]
 
 
+# --- held-out evaluation -----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class HeldOut:
+    """Mean negative log-likelihood (nats per token) on held-out rows, split as TRL's completion-only
+    loss splits a row: the prompt's tokens (the user turn and the assistant header) and the answer's
+    (the assistant's text and its end-of-turn token)."""
+
+    prompt_nll: float
+    answer_nll: float
+    answer_tokens: int
+
+    @property
+    def perplexity(self) -> float:
+        """exp(answer NLL): the answer perplexity, the figure the completion-only loss trains down."""
+        import math
+
+        return math.exp(self.answer_nll)
+
+
+def held_out(model, tokenizer, rows) -> HeldOut:
+    """Score `rows` (dicts with "question" and "answer") one at a time, unpadded, under the chat
+    template: the token at position t is predicted from the logits at t - 1. The first token (BOS)
+    is predicted by nothing and is not scored."""
+    import torch
+
+    sums = {"prompt": [0.0, 0], "answer": [0.0, 0]}
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        for row in rows:
+            pc = lamini_prompt_completion(row)
+            prompt = tokenizer.apply_chat_template(pc["prompt"], add_generation_prompt=True, tokenize=True,
+                                                   return_dict=False)
+            full = tokenizer.apply_chat_template(pc["prompt"] + pc["completion"], tokenize=True, return_dict=False)
+            if full[:len(prompt)] != prompt:
+                raise ValueError("the chat template does not render the prompt as a prefix of the full chat")
+            ids = torch.tensor([full], device=model.device)
+            logits = model(input_ids=ids).logits[0, :-1].float()  # (T-1, V): predictions of tokens 1..T-1
+            nll = torch.nn.functional.cross_entropy(logits, ids[0, 1:], reduction="none")  # (T-1,)
+            n_prompt = len(prompt) - 1  # prompt tokens scored: 1..len(prompt)-1
+            for part, values in (("prompt", nll[:n_prompt]), ("answer", nll[n_prompt:])):
+                sums[part][0] += values.sum().item()
+                sums[part][1] += values.numel()
+    if was_training:
+        model.train()
+    return HeldOut(prompt_nll=sums["prompt"][0] / sums["prompt"][1], answer_nll=sums["answer"][0] / sums["answer"][1],
+                   answer_tokens=sums["answer"][1])
+
+
 # --- runs ------------------------------------------------------------------------------------------
+
+# TrainingArguments' own token counter (transformers >= 4.5x, read in Trainer._track_num_input_tokens):
+# "non_padding" sums the attention mask of every batch the training loop consumes, whatever trainer
+# class (TRL's, Unsloth's) runs the loop. Both recipes of lecture 04 count tokens this way.
+COUNT_TOKENS = {"include_num_input_tokens_seen": "non_padding"}
+
+
+def import_watch(module: str = "unsloth"):
+    """A TrainerCallback that records, at train begin and after every step, whether `module` is in
+    `sys.modules`: `.seen` is a list of (event, step, imported). Lecture 04 attaches one to the HF
+    recipe to show that Unsloth (which patches transformers and replaces TRL's trainer on import) was
+    never loaded while it trained."""
+    import sys
+
+    from transformers import TrainerCallback
+
+    class ImportWatch(TrainerCallback):
+        def __init__(self):
+            self.module, self.seen = module, []
+
+        def _record(self, event, state):
+            self.seen.append((event, state.global_step, self.module in sys.modules))
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            self._record("train_begin", state)
+
+        def on_step_end(self, args, state, control, **kwargs):
+            self._record("step_end", state)
+
+        @property
+        def ever_imported(self) -> bool:
+            return any(imported for *_, imported in self.seen)
+
+    return ImportWatch()
+
 
 @dataclass(frozen=True)
 class RunStats:
@@ -189,7 +312,7 @@ class RunStats:
 
     recipe: str
     seconds: float
-    tokens: int  # non-padding tokens the model was trained on (TRL's `num_tokens`)
+    tokens: int  # non-padding tokens in the batches trained on (attention masks; COUNT_TOKENS)
     peak_reserved_gib: float  # CUDA: allocator peak; CPU: peak process RSS
     trainable: int
 
@@ -203,17 +326,21 @@ class RunStats:
 
 
 def run_stats(recipe: str, log_history, train_metrics: dict, peak, trainable: int) -> RunStats:
-    """Collect a RunStats from a finished Trainer: `trainer.state.log_history`, `trainer.train().metrics`,
-    the `helpers.track_peak_memory` result and the trainable parameter count.
+    """Collect a RunStats from a finished Trainer run with COUNT_TOKENS set: `trainer.state.log_history`,
+    `trainer.train().metrics`, the `helpers.track_peak_memory` result and the trainable parameter count.
+    Tokens are transformers' `num_input_tokens_seen` (non-padding tokens of every batch), the same key
+    for any trainer class, not a TRL-only log key.
 
     >>> class P: peak_reserved_gib = 1.5
-    >>> run_stats("hf", [{"loss": 1.0, "num_tokens": 500.0}], {"train_runtime": 2.0}, P(), 10).tokens_per_s
+    >>> log = [{"loss": 1.0, "num_input_tokens_seen": 300}, {"loss": 0.9, "num_input_tokens_seen": 500}]
+    >>> run_stats("hf", log, {"train_runtime": 2.0}, P(), 10).tokens_per_s
     250.0
     """
-    tokens = [h["num_tokens"] for h in log_history if "num_tokens" in h]
+    tokens = [h["num_input_tokens_seen"] for h in log_history if "num_input_tokens_seen" in h]
     if not tokens:
-        raise ValueError("The trainer logged no `num_tokens`; cannot compute tokens/s.")
-    return RunStats(recipe=recipe, seconds=float(train_metrics["train_runtime"]), tokens=int(tokens[-1]),
+        raise ValueError("The trainer logged no `num_input_tokens_seen`; train with "
+                         "include_num_input_tokens_seen='non_padding' (sft.COUNT_TOKENS).")
+    return RunStats(recipe=recipe, seconds=float(train_metrics["train_runtime"]), tokens=int(max(tokens)),
                     peak_reserved_gib=float(peak.peak_reserved_gib), trainable=int(trainable))
 
 

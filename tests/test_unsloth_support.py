@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
 import types
 
+import pytest
 import torch
 
 from helpers.unsloth_support import unsloth_available
@@ -19,9 +21,25 @@ def test_no_cuda_says_so():
 
 def test_real_machine_without_cuda_is_refused():
     if torch.cuda.is_available():
-        return  # on a GPU machine the answer depends on the installed extra
+        pytest.skip("this machine has a CUDA GPU; test_real_gpu_machine covers it")
     ok, reason = unsloth_available()
     assert not ok and "CUDA GPU" in reason
+
+
+@pytest.mark.gpu
+def test_real_gpu_machine():
+    """On a CUDA machine the real check agrees with what is installed: with the GPU extra, unsloth
+    imports and reports its version; without it, the reason names requirements-gpu.txt."""
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU")
+    ok, reason = unsloth_available()
+    if importlib.util.find_spec("unsloth") is None:
+        assert (ok, reason) == (False, "unsloth is not installed (pip install -r requirements-gpu.txt).")
+    else:
+        import unsloth
+
+        assert ok, reason
+        assert reason == f"unsloth {unsloth.__version__} imported"
 
 
 def test_cuda_but_not_installed():
