@@ -39,7 +39,7 @@ def _selection_namespace(profile: str, finetuned: dict) -> dict:
 
     from helpers.tiny import TINY_CONFIG
 
-    ns = {"PROFILE": profile, "FINETUNED": finetuned, "Path": _Path, "PeftConfig": PeftConfig,
+    ns = {"PROFILE": profile, "FINETUNED": finetuned, "MODEL_KEY": "tinyllama-1.1b-chat", "Path": _Path, "PeftConfig": PeftConfig,
           "AutoConfig": AutoConfig, "TINY_CONFIG": TINY_CONFIG}
     exec(_cell("def finetuned_candidates"), ns)
     return ns
@@ -78,7 +78,7 @@ def _fake_lecture03(out: Path, base: str) -> Path:
 
 
 def _choice(ns) -> list[str]:
-    return [label for label, base, _ in ns["finetuned_candidates"]() if ns["fits_profile"](base)]
+    return [label for label, _, base, _ in ns["finetuned_candidates"]() if ns["fits_profile"](base)]
 
 
 def test_prefers_lecture05_then_lecture03_then_nothing(tmp_path):
