@@ -19,6 +19,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .hub import ensure_chat_template
+
 ATTENTION = ("q_proj", "k_proj", "v_proj", "o_proj")
 ALL_LINEAR = ATTENTION + ("gate_proj", "up_proj", "down_proj")
 
@@ -163,7 +165,7 @@ def load_4bit(key: str, profile: str):
     from .models import resolve_model
 
     path = resolve_model(key, profile)
-    tokenizer = AutoTokenizer.from_pretrained(path)
+    tokenizer = ensure_chat_template(AutoTokenizer.from_pretrained(path), key)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = "right"
