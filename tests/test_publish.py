@@ -247,3 +247,21 @@ def test_make_publish_end_to_end(tmp_path, capsys):
     assert pub.read_tree(out) == pub.student_files(ROOT)
     assert pub.main(["--out", str(out)]) == 0  # its own output: replaced, same bytes
     assert pub.read_tree(out) == pub.student_files(ROOT)
+
+
+def test_publish_workflow_pushes_to_the_student_repo_from_the_instructor_repo_only():
+    """The workflow's repository guard and push target are the two constants of course.links."""
+    import yaml
+
+    from course.links import BRANCH
+
+    workflow = yaml.safe_load((ROOT / ".github/workflows/publish.yml").read_text())
+    triggers = workflow.get("on", workflow.get(True))  # YAML 1.1 reads the key `on` as True
+    assert triggers == {"push": {"tags": ["v*"]}}, "publish on version tags only (never on pull requests)"
+    (job,) = workflow["jobs"].values()
+    assert job["if"] == f"github.repository == '{INSTRUCTOR_REPO}'"
+    assert job["env"] == {"STUDENT_REPO": STUDENT_REPO, "STUDENT_BRANCH": BRANCH}
+    runs = [step.get("run", "") for step in job["steps"]]
+    assert any(r.strip() == "make publish" for r in runs)
+    uses_secret = [s["name"] for s in job["steps"] if "secrets." in json.dumps(s)]
+    assert uses_secret == ["Push to the student repository"], "the deploy key reaches the push step only"
