@@ -175,7 +175,8 @@ class Runtime:
         spec = kernels / "colab-sim"
         spec.mkdir(parents=True)
         (spec / "kernel.json").write_text(json.dumps({
-            "argv": [str(self.python), "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+            "argv": [str(self.python), "-m", "ipykernel_launcher", "-f", "{connection_file}",
+                     "--IPKernelApp.log_level=ERROR"],  # not its TCP-without-encryption warning
             "display_name": "Colab (simulated)", "language": "python"}))
         return AsyncKernelManager(kernel_name="colab-sim", kernel_spec_manager=KernelSpecManager(kernel_dirs=[str(kernels)]))
 
@@ -212,11 +213,11 @@ def header_and_first_cells(rel: str, install_source: str | None = None) -> list[
 
 async def _run(runtime: Runtime, cells) -> Outcome:
     nb = nbformat.v4.new_notebook(cells=[cell for _, cell in cells])
-    client = NotebookClient(nb, km=runtime.kernel_manager(), timeout=CELL_TIMEOUT, startup_timeout=120,
+    client = NotebookClient(nb, km=runtime.kernel_manager(), timeout=CELL_TIMEOUT, startup_timeout=120, shutdown_kernel="immediate",
                             resources={"metadata": {"path": str(runtime.content)}})
     outcome = Outcome()
     start = time.perf_counter()
-    async with client.async_setup_kernel(env=runtime.environ()):
+    async with client.async_setup_kernel(cleanup_kc=True, env=runtime.environ()):  # shut the kernel down after
         for index, (label, cell) in enumerate(cells):
             try:
                 await client.async_execute_cell(nb.cells[index], index)
