@@ -79,7 +79,11 @@ IMPORT_HELPERS = "import helpers\nprint('HELPERS ' + helpers.__file__)"
 
 @pytest.fixture(scope="module")
 def student_repo(tmp_path_factory) -> Path:
-    """A git repository holding the published student tree: the clone source Colab would use."""
+    """A git repository holding the published student tree: the clone source Colab would use.
+
+    The files are `publish.student_files` written by `publish.write_tree`, i.e. what `publish` writes
+    once its checks pass (those refusals are tested in test_publish.py, not repeated here).
+    """
     repo = tmp_path_factory.mktemp("student-repo") / "llm-finetuning-course"
     publish.write_tree(publish.student_files(ROOT), repo)
     git = ["git", "-c", "user.name=publish", "-c", "user.email=publish@example.invalid", "-C", str(repo)]
