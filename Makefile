@@ -4,7 +4,7 @@ PY      := .venv/bin/python
 STAMP   := .venv/.installed
 PROFILE ?= auto
 
-.PHONY: run test release grade bench lint clean-build
+.PHONY: run test release grade publish bench lint clean-build
 
 $(STAMP):
 	python3 -m venv .venv
@@ -27,6 +27,11 @@ release: | $(STAMP)
 ## grade: autograde submitted/<student>/<assignment>/, feedback, build/grades.csv
 grade: | $(STAMP)
 	$(PY) -m course grade
+
+## publish: write the student tree (no solutions, hidden tests or tooling) to build/student/ (OUT=... elsewhere)
+OUT ?= build/student
+publish: | $(STAMP)
+	$(PY) -m course publish --out $(OUT)
 
 ## bench: course wall time, per-notebook seconds, autograde time; GPU figures where a GPU is present
 bench: | $(STAMP)

@@ -53,6 +53,8 @@ if "google.colab" in sys.modules:
     if not os.path.isdir(os.path.join(COURSE_DIR, "helpers")):
         !git clone -q --depth 1 {{COURSE_REPO}} {{COURSE_DIR}}
     !{{sys.executable}} {{COURSE_DIR}}/helpers/colab.py install {{COURSE_DIR}}/{requirements}
+    if get_ipython().user_ns["_exit_code"]:  # `!` does not raise: stop "Run all" here, not at an import below
+        raise RuntimeError("fetching or installing the course failed (see the messages above); re-run this cell")
     if COURSE_DIR not in sys.path:
         sys.path.insert(0, COURSE_DIR)"""
 
@@ -82,8 +84,8 @@ def title_source(path: str, title: str, extra: str = "") -> str:
 def install_source(requirements: str = "requirements.txt") -> str:
     """Source of cell 2; `requirements` is requirements.txt or (lecture 04) requirements-gpu.txt.
 
-    >>> install_source().splitlines()[-3].strip()
-    '!{sys.executable} {COURSE_DIR}/helpers/colab.py install {COURSE_DIR}/requirements.txt'
+    >>> [line.strip() for line in install_source().splitlines() if "colab.py install" in line]
+    ['!{sys.executable} {COURSE_DIR}/helpers/colab.py install {COURSE_DIR}/requirements.txt']
     """
     if requirements not in REQUIREMENTS_FILES:
         raise ValueError(f"requirements must be one of {REQUIREMENTS_FILES}, not {requirements!r}")

@@ -7,7 +7,8 @@ The install cell (cell 2 of every notebook) clones the student repository and th
 
 It installs every pin of that file (following ``-r`` includes) **except torch**: Colab's own torch
 is built for the runtime's CUDA driver, and replacing it with the registry's build can make CUDA
-disappear. The cell then puts the clone on ``sys.path`` (a path entry, not ``pip install -e``: an
+disappear. The torch & co already installed are also passed to pip as constraints, so no other pin
+can pull a different build in as a dependency: pip then fails with a message instead. The cell puts the clone on ``sys.path`` (a path entry, not ``pip install -e``: an
 editable install is a ``.pth`` file, read only when Python starts, so the running kernel could not
 import it). Only the standard library is used here.
 
@@ -60,15 +61,31 @@ def pins_without_runtime(requirements: str | os.PathLike) -> list[str]:
     return lines
 
 
+def runtime_constraints() -> list[str]:
+    """``name==version`` of each RUNTIME_PACKAGES distribution installed here (pip may not replace them).
+
+    >>> all(line.split("==")[0] in RUNTIME_PACKAGES for line in runtime_constraints())
+    True
+    """
+    from importlib import metadata
+
+    found = []
+    for name in RUNTIME_PACKAGES:
+        try:
+            found.append(f"{name}=={metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            pass
+    return found
+
+
 def install(requirements: str | os.PathLike, pip_args: tuple[str, ...] = ("-q",)) -> int:
-    """pip-install the pins of `requirements` except the runtime's torch; returns pip's exit code."""
-    pins = pins_without_runtime(requirements)
-    with tempfile.NamedTemporaryFile("w", suffix=".txt", prefix="course-pins-", delete=False) as f:
-        f.write("\n".join(pins) + "\n")
-    try:
-        return subprocess.call([sys.executable, "-m", "pip", "install", *pip_args, "-r", f.name])
-    finally:
-        os.unlink(f.name)
+    """pip-install the pins of `requirements`, keeping the runtime's torch & co; returns pip's exit code."""
+    with tempfile.TemporaryDirectory(prefix="course-pins-") as tmp:
+        pins, constraints = Path(tmp, "pins.txt"), Path(tmp, "constraints.txt")
+        pins.write_text("\n".join(pins_without_runtime(requirements)) + "\n")
+        constraints.write_text("\n".join(runtime_constraints()) + "\n")
+        command = [sys.executable, "-m", "pip", "install", *pip_args, "-r", str(pins), "-c", str(constraints)]
+        return subprocess.call(command)
 
 
 if __name__ == "__main__":
