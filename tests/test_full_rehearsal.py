@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 import torch
+import trl.trainer.dpo_config  # noqa: F401 - imported before any GPU is simulated: importing TRL's
+import trl.trainer.sft_config  # noqa: F401   configs under a simulated CUDA reaches torch._C's CUDA bindings
 from simulated_gpus import LECTURES, _cells, lecture_namespace, simulate_gpu
 
 import helpers
@@ -117,8 +119,10 @@ def config_calls(lecture: str):
             continue
     for tree in trees:
         for node in tree.body:
-            if isinstance(node, ast.FunctionDef) and any(
-                    isinstance(n, ast.Call) and _name(n) in CONFIG_CLASSES for n in ast.walk(node)):
+            params = {a.arg for a in node.args.args} if isinstance(node, ast.FunctionDef) else set()
+            if isinstance(node, ast.FunctionDef) and any(  # builds a config itself, or the class it is given
+                    isinstance(n, ast.Call) and (_name(n) in CONFIG_CLASSES or _name(n) in params)
+                    for n in ast.walk(node)):
                 defs.append(node)
                 builders.add(node.name)
             elif (isinstance(node, ast.Assign) and isinstance(node.value, ast.Call) and _name(node.value) == "dict"
@@ -139,7 +143,9 @@ def build_configs(lecture: str, tmp_path) -> list:
     from trl import DPOConfig, SFTConfig
 
     ns = lecture_namespace(lecture)
-    ns.update(SFTConfig=SFTConfig, DPOConfig=DPOConfig, OUTPUT_DIR=str(tmp_path), OUT=tmp_path, Path=Path)
+    import trl
+
+    ns.update(trl=trl, SFTConfig=SFTConfig, DPOConfig=DPOConfig, OUTPUT_DIR=str(tmp_path), OUT=tmp_path, Path=Path)
     defs, calls = config_calls(lecture)
     exec(compile(ast.fix_missing_locations(ast.Module(body=defs, type_ignores=[])), lecture, "exec"), ns)  # noqa: S102
     return [eval(compile(ast.Expression(c), lecture, "eval"), ns) for c in calls]  # noqa: S307
