@@ -219,3 +219,17 @@ def test_pasted_lecture_code_is_lecture_01_bpe():
     merges, vocab = ns["train"]("aaabdaaabac", 259)
     assert list(merges) == [(97, 97), (97, 98), (256, 257)]
     assert ns["encode"]("aaabdaaabac", merges) == [258, 100, 258, 97, 99]
+
+
+def test_a2_hidden_reference_is_gemmas_real_template():
+    """The template a2's hidden tests compare with is byte-equal to TRL's copy of Gemma's original, the
+    string TRL compares a tokenizer's template with to recognise Gemma (`gemma_chat_template`)."""
+    from trl.chat_template_utils import gemma_chat_template
+
+    solution = _read(REPO_ROOT / "solutions" / A2 / f"{A2}.ipynb")
+    cell = next(c.source for c in solution.cells
+                if c.metadata.get("nbgrader", {}).get("grade_id") == "test_template_conversations")
+    start = cell.index("_GEMMA = ")
+    ns: dict = {}
+    exec(cell[start:cell.index('"""', cell.index('"""', start) + 3) + 3], ns)  # noqa: S102 - one assignment
+    assert ns["_GEMMA"] == gemma_chat_template
