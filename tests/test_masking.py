@@ -144,3 +144,44 @@ def test_trl_helper_equals_sft_trainer_labels(toks, tmp_path):
     assert row["labels"] == helper.labels
     ours = masking.assistant_only_labels(tok, CHAT)
     assert masking.compare_labels(tok, row["input_ids"], ours["labels"], row["labels"]).only_ours == []
+
+
+# --- every family's template: masking and Unsloth-style response markers agree ----------------------
+
+@pytest.mark.parametrize("key", KEYS)
+def test_response_markers_delimit_exactly_the_masked_replies(toks, key):
+    """`sft.response_markers` (what Unsloth's train_on_responses_only masks with) and `masking` (prefix
+    rendering) are two independent ways to find the replies: on every family's template, the text from
+    each response marker to the next instruction marker is the masked span (up to spaces)."""
+    from helpers.sft import response_markers
+
+    tok = toks[key]
+    instruction, response = response_markers(tok)
+    text, spans = masking.assistant_spans(tok, CHAT)
+    n_users = sum(m["role"] == "user" for m in CHAT)
+    assert text.count(response.strip()) == len(spans) == 2
+    assert text.count(instruction.strip()) == n_users
+    pieces, pos = [], 0
+    while (at := text.find(response, pos)) >= 0:
+        start = at + len(response)
+        nxt = text.find(instruction, start)
+        pieces.append(text[start:nxt if nxt >= 0 else len(text)])
+        pos = start
+    assert [p.strip() for p in pieces] == [text[s:e].strip() for s, e in spans]
+
+
+@pytest.mark.parametrize("key", KEYS)
+def test_trained_tokens_decode_to_each_reply_and_one_end_of_turn(toks, key):
+    """Lecture 02's per-row check, on every family: per reply, the trained ids are the reply's tokens
+    followed by the format's end-of-turn id (plus, for TinyLlama and Qwen, the newline after it)."""
+    tok = toks[key]
+    ex = masking.assistant_only_labels(tok, CHAT)
+    replies = [m["content"] for m in CHAT if m["role"] == "assistant"]
+    eot_id = tok.convert_tokens_to_ids(END_OF_TURN[key].strip())
+    runs = masking.unmasked_runs(ex["labels"])
+    assert len(runs) == len(replies)
+    for (s, e), reply in zip(runs, replies):
+        ids = ex["input_ids"][s:e]
+        at = ids.index(eot_id)
+        assert tok.decode(ids[:at]).strip(" ") == reply  # spaces only: a trained header newline must show
+        assert tok.decode(ids[at + 1:]).strip() == ""  # at most the newline that closes the turn

@@ -1,9 +1,11 @@
 """Every tiny stand-in tokenizer renders conversations exactly as the real model's tokenizer does
-(tests/data/chat_renderings.json, captured from the Hub tokenizers) and follows each format's rules."""
+(tests/data/chat_renderings.json; where each string comes from: chat_renderings.provenance.md) and
+follows each format's rules."""
 
 from __future__ import annotations
 
 import json
+from importlib import resources
 from pathlib import Path
 
 import pytest
@@ -11,10 +13,14 @@ from transformers import AutoTokenizer
 
 from helpers import MODELS, resolve_model
 
-REFERENCE = json.loads((Path(__file__).parent / "data" / "chat_renderings.json").read_text())
+DATA = Path(__file__).parent / "data"
+REFERENCE = json.loads((DATA / "chat_renderings.json").read_text())
+CONVERSATIONS = REFERENCE["conversations"]
 KEYS = list(MODELS)
 USER = {"role": "user", "content": "Hi there"}
 ASSISTANT = {"role": "assistant", "content": "Hello! How can I help?"}
+# TRL 1.14 ships verbatim copies of these originals and recognises a tokenizer's template by exact equality
+TRL_COPIES = {"llama-3.1-8b-instruct": "llama3_1.jinja", "qwen2.5-7b-instruct": "qwen2_5.jinja"}
 
 
 @pytest.fixture(scope="module")
@@ -26,14 +32,35 @@ def render(tok, messages, gen=False):
     return tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=gen)
 
 
-def test_reference_covers_every_family():
-    assert set(REFERENCE["renderings"]) == set(KEYS)
+def test_reference_covers_every_family_in_two_conversation_shapes():
+    assert set(CONVERSATIONS) == {"single_turn_with_system", "multi_turn_with_system"}
+    for shape in CONVERSATIONS.values():
+        assert set(shape["renderings"]) == set(KEYS)
+    roles = [m["role"] for m in CONVERSATIONS["multi_turn_with_system"]["messages"]]
+    assert roles == ["system", "user", "assistant", "user", "assistant"]
     assert REFERENCE["hub_ids"] == {k: MODELS[k].hub_id for k in KEYS}
 
 
+def test_provenance_names_the_source_of_every_family():
+    provenance = (DATA / "chat_renderings.provenance.md").read_text()
+    for key in KEYS:
+        assert MODELS[key].hub_id in provenance and MODELS[key].template in provenance
+    for shape in CONVERSATIONS:
+        assert f"`{shape}`" in provenance
+
+
+@pytest.mark.parametrize("shape", sorted(CONVERSATIONS))
 @pytest.mark.parametrize("key", KEYS)
-def test_rendering_equals_real_tokenizer(toks, key):
-    assert render(toks[key], REFERENCE["messages"]) == REFERENCE["renderings"][key]
+def test_rendering_equals_real_tokenizer(toks, key, shape):
+    conv = CONVERSATIONS[shape]
+    assert render(toks[key], conv["messages"], conv["add_generation_prompt"]) == conv["renderings"][key]
+
+
+@pytest.mark.parametrize("key", sorted(TRL_COPIES))
+def test_template_is_byte_equal_to_trls_copy_of_the_original(key):
+    """An outside copy: TRL's bundled original templates (it matches tokenizers' templates by exact string)."""
+    trl = resources.files("trl").joinpath("chat_templates", TRL_COPIES[key]).read_text(encoding="utf-8")
+    assert MODELS[key].chat_template() == trl
 
 
 @pytest.mark.parametrize("key", KEYS)
