@@ -106,3 +106,28 @@ def load_tokenizers(keys, profile: str) -> dict:
     """{key: tokenizer} for every family in `keys` that could be loaded, in order."""
     loaded = {key: load_tokenizer(key, profile) for key in keys}
     return {key: tok for key, tok in loaded.items() if tok is not None}
+
+
+def tokenizer_profile(requested: str, probe_key: str = "tinyllama-1.1b-chat") -> str:
+    """The profile for the *tokenizer* lessons: 'full' (the real Hub tokenizers) unless `requested` is
+    'tiny' or, for 'auto', the Hub cannot be reached (then 'tiny', and it says so).
+
+    Tokenizers need no GPU, so unlike the training lectures `auto` does not look for CUDA here: a
+    CPU-only runtime that reaches the Hub gets the real tokenizers. The probe asks the Hub for a few KB
+    of metadata of the ungated model `probe_key`.
+
+    >>> tokenizer_profile("tiny")
+    'tiny'
+    """
+    if requested == "tiny":
+        return "tiny"
+    import huggingface_hub
+
+    try:
+        huggingface_hub.model_info(get_spec(probe_key).hub_id, timeout=10)
+        return "full"
+    except Exception as err:  # noqa: BLE001 - no network, offline mode, a proxy: all mean "use the stand-ins"
+        if requested == "full":
+            raise
+        print(f"The Hugging Face Hub is not reachable ({type(err).__name__}): using the offline stand-ins.")
+        return "tiny"
