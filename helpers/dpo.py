@@ -5,7 +5,7 @@ asked for in assignment a4); this module only does what surrounds them: the book
 chat-template formatting TRL expects, a held-out split that keeps every prompt on one side, and a
 batched, truncated pass that asks a model which completion of each pair it finds more likely.
 
->>> rows = [{"input": q, "chosen": "a", "rejected": "b"} for q in ["x", "x", "y", "z", "z", "z"]]
+>>> rows = [{"input": q, "chosen": q + "!", "rejected": "no"} for q in ["x", "x", "y", "z", "z", "z"]]
 >>> train, test = split_by_prompt(rows, test_prompts=1, seed=0)
 >>> sorted({r["input"] for r in test}), len(train) + len(test)
 (['y'], 6)
@@ -62,16 +62,23 @@ def format_orca_pair(row: dict, tokenizer) -> dict:
 
 
 def split_by_prompt(rows, test_prompts: int, seed: int = 0, key: str = "input"):
-    """(train, test) with every row of a prompt on the same side: `test_prompts` prompts held out.
+    """(train, test): `test_prompts` prompts held out with all their rows, and no held-out label trained.
 
     Preference datasets repeat a prompt with several (chosen, rejected) pairs; a row-level split would
-    put the same question, often with the same chosen answer, on both sides. `rows` is a list of dicts
-    or a `datasets.Dataset` (then two Datasets come back). Deterministic for a given seed.
+    put the same question, often with the same chosen answer, on both sides. And an answer can recur
+    under another prompt (a "wrong fact" rejected here is the right answer there). So training also
+    loses every row that would teach a held-out answer's label: a row whose *chosen* answer appears
+    anywhere in the held-out pairs, or whose *rejected* answer is a held-out chosen one. (A training
+    row may still reject what a held-out row rejects, e.g. the same refusal.)
+    `rows` is a list of dicts or a `datasets.Dataset` (then two Datasets come back). Deterministic.
 
-    >>> rows = [{"input": q} for q in "aabbbcd"]
-    >>> train, test = split_by_prompt(rows, test_prompts=2, seed=1)
-    >>> {r["input"] for r in train} & {r["input"] for r in test}
-    set()
+    >>> rows = [{"input": q, "chosen": q + "!", "rejected": r} for q, r in zip("aabbbcd", ["x", "b!", "y", "y", "z", "a!", "y"])]
+    >>> train, test = split_by_prompt(rows, test_prompts=1, seed=0)
+    >>> [r["input"] for r in test], [(r["input"], r["rejected"]) for r in train]
+    (['d'], [('a', 'x'), ('a', 'b!'), ('b', 'y'), ('b', 'y'), ('b', 'z'), ('c', 'a!')])
+    >>> train, test = split_by_prompt(rows, test_prompts=1, seed=3)   # holds out "b": ("a", "b!") goes too
+    >>> [r["input"] for r in test], [(r["input"], r["rejected"]) for r in train]
+    (['b', 'b', 'b'], [('a', 'x'), ('c', 'a!'), ('d', 'y')])
     >>> split_by_prompt(rows, test_prompts=4)
     Traceback (most recent call last):
     ValueError: cannot hold out 4 of 4 prompts: training needs at least one
@@ -81,7 +88,10 @@ def split_by_prompt(rows, test_prompts: int, seed: int = 0, key: str = "input"):
         raise ValueError(f"cannot hold out {test_prompts} of {len(prompts)} prompts: training needs at least one")
     held = set(random.Random(seed).sample(prompts, test_prompts))
     test_idx = [i for i, r in enumerate(rows) if r[key] in held]
-    train_idx = [i for i, r in enumerate(rows) if r[key] not in held]
+    held_chosen = {rows[i]["chosen"] for i in test_idx}
+    held_any = held_chosen | {rows[i]["rejected"] for i in test_idx}
+    train_idx = [i for i, r in enumerate(rows)
+                 if r[key] not in held and r["chosen"] not in held_any and r["rejected"] not in held_chosen]
     if hasattr(rows, "select"):  # a datasets.Dataset
         return rows.select(train_idx), rows.select(test_idx)
     return [rows[i] for i in train_idx], [rows[i] for i in test_idx]
