@@ -1,21 +1,20 @@
-"""Direct Preference Optimization written out for teaching: sequence log-probs, the loss, an accuracy.
+"""Preference-data plumbing for lecture 05: filter and format pairs, split them, score a model on them.
 
-DPO scores a completion y for a prompt x by how much more likely the policy makes it than a frozen
-reference does, r(x, y) = beta * (log pi(y|x) - log pi_ref(y|x)), and minimises
--log sigmoid(r(x, y_chosen) - r(x, y_rejected)). The numbers here are the ones TRL's `DPOTrainer`
-(loss_type "sigmoid") computes; tests/test_dpo.py checks that on random tensors and on a real batch.
+The DPO loss and the sequence log-probability it is built on are written in lecture 05's cells (and
+asked for in assignment a4); this module only does what surrounds them: the book's pair filter, the
+chat-template formatting TRL expects, a held-out split that keeps every prompt on one side, and a
+batched, truncated pass that asks a model which completion of each pair it finds more likely.
 
-Worked example: a policy equal to its reference has zero margin, so the loss is log 2 for every beta.
-
->>> import torch
->>> logps = torch.tensor([-12.0, -30.0])
->>> loss, chosen, rejected = dpo_loss(logps, logps, logps, logps, beta=0.1)
->>> round(loss.item(), 4), chosen.tolist(), rejected.tolist()
-(0.6931, [0.0, 0.0], [0.0, 0.0])
+>>> rows = [{"input": q, "chosen": q + "!", "rejected": "no"} for q in ["x", "x", "y", "z", "z", "z"]]
+>>> train, test = split_by_prompt(rows, test_prompts=1, seed=0)
+>>> sorted({r["input"] for r in test}), len(train) + len(test)
+(['y'], 6)
 """
 
 from __future__ import annotations
 
+import math
+import random
 from dataclasses import dataclass
 
 KEEP_RULE = "status != 'tie' and chosen_score >= 8 and not in_gsm8k_train"
@@ -42,9 +41,6 @@ def format_orca_pair(row: dict, tokenizer) -> dict:
 
     For TinyLlama's template:
 
-    >>> from transformers import AutoTokenizer
-    >>> from helpers import resolve_model
-    >>> tok = AutoTokenizer.from_pretrained(resolve_model("tinyllama-1.1b-chat", "tiny"))  # doctest: +SKIP
     >>> format_orca_pair({"system": "", "input": "What is 2 plus 7?", "chosen": "9.",
     ...                   "rejected": "Not my problem."}, tok)  # doctest: +SKIP
     {'prompt': '<|system|>\\n</s>\\n<|user|>\\nWhat is 2 plus 7?</s>\\n<|assistant|>\\n',
@@ -65,55 +61,47 @@ def format_orca_pair(row: dict, tokenizer) -> dict:
     return out
 
 
-def sequence_logprobs(logits, labels, mask):
-    """Sum of the log-probabilities of the completion tokens of each sequence.
+def split_by_prompt(rows, test_prompts: int, seed: int = 0, key: str = "input"):
+    """(train, test): `test_prompts` prompts held out with all their rows, and no held-out label trained.
 
-    logits (B, T, V): the model's output for input ids `labels` (B, T); mask (B, T): 1 on completion
-    tokens, 0 on prompt and padding. Token t is predicted by the logits at t - 1, so the first token
-    is never scored. Returns (B,).
+    Preference datasets repeat a prompt with several (chosen, rejected) pairs; a row-level split would
+    put the same question, often with the same chosen answer, on both sides. And an answer can recur
+    under another prompt (a "wrong fact" rejected here is the right answer there). So training also
+    loses every row that would teach a held-out answer's label: a row whose *chosen* answer appears
+    anywhere in the held-out pairs, or whose *rejected* answer is a held-out chosen one. (A training
+    row may still reject what a held-out row rejects, e.g. the same refusal.)
+    `rows` is a list of dicts or a `datasets.Dataset` (then two Datasets come back). Deterministic.
 
-    >>> import torch
-    >>> logits = torch.zeros(1, 3, 4)            # uniform over a vocabulary of 4
-    >>> labels = torch.tensor([[0, 1, 2]])
-    >>> mask = torch.tensor([[0, 1, 1]])        # the prompt is token 0; two completion tokens
-    >>> round(sequence_logprobs(logits, labels, mask).item(), 4)   # 2 * log(1/4)
-    -2.7726
+    >>> rows = [{"input": q, "chosen": q + "!", "rejected": r} for q, r in zip("aabbbcd", ["x", "b!", "y", "y", "z", "a!", "y"])]
+    >>> train, test = split_by_prompt(rows, test_prompts=1, seed=0)
+    >>> [r["input"] for r in test], [(r["input"], r["rejected"]) for r in train]
+    (['d'], [('a', 'x'), ('a', 'b!'), ('b', 'y'), ('b', 'y'), ('b', 'z'), ('c', 'a!')])
+    >>> train, test = split_by_prompt(rows, test_prompts=1, seed=3)   # holds out "b": ("a", "b!") goes too
+    >>> [r["input"] for r in test], [(r["input"], r["rejected"]) for r in train]
+    (['b', 'b', 'b'], [('a', 'x'), ('c', 'a!'), ('d', 'y')])
+    >>> split_by_prompt(rows, test_prompts=4)
+    Traceback (most recent call last):
+    ValueError: cannot hold out 4 of 4 prompts: training needs at least one
     """
-    import torch
-
-    logits = logits[:, :-1, :]  # (B, T-1, V): position t-1 predicts token t
-    targets = labels[:, 1:]  # (B, T-1)
-    m = mask[:, 1:].to(logits.dtype)
-    logps = torch.log_softmax(logits.float(), dim=-1)  # float32: sums of many small logs
-    token_logps = torch.gather(logps, 2, targets.unsqueeze(-1)).squeeze(-1)  # (B, T-1)
-    return (token_logps * m).sum(dim=1)
-
-
-def dpo_loss(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps, beta: float):
-    """The DPO (sigmoid) loss of a batch, and the implicit rewards that TRL logs.
-
-    All inputs are (B,) sums of completion log-probs. Returns (loss, chosen_rewards, rejected_rewards):
-    loss is the batch mean of -log sigmoid(chosen_reward - rejected_reward); rewards are
-    beta * (policy - reference) log-ratios, detached (they are for logging).
-
-    >>> import torch
-    >>> ref = torch.tensor([-10.0])
-    >>> loss, c, r = dpo_loss(torch.tensor([-8.0]), torch.tensor([-12.0]), ref, ref, beta=0.5)
-    >>> c.item(), r.item(), round(loss.item(), 4)   # margin 0.5*2 - 0.5*(-2) = 2: loss log(1 + e^-2)
-    (1.0, -1.0, 0.1269)
-    """
-    import torch.nn.functional as F
-
-    chosen_logratios = policy_chosen_logps - ref_chosen_logps
-    rejected_logratios = policy_rejected_logps - ref_rejected_logps
-    losses = -F.logsigmoid(beta * (chosen_logratios - rejected_logratios))
-    return losses.mean(), beta * chosen_logratios.detach(), beta * rejected_logratios.detach()
+    prompts = sorted({r[key] for r in rows})
+    if not 0 < test_prompts < len(prompts):
+        raise ValueError(f"cannot hold out {test_prompts} of {len(prompts)} prompts: training needs at least one")
+    held = set(random.Random(seed).sample(prompts, test_prompts))
+    test_idx = [i for i, r in enumerate(rows) if r[key] in held]
+    held_chosen = {rows[i]["chosen"] for i in test_idx}
+    held_any = held_chosen | {rows[i]["rejected"] for i in test_idx}
+    train_idx = [i for i, r in enumerate(rows)
+                 if r[key] not in held and r["chosen"] not in held_any and r["rejected"] not in held_chosen]
+    if hasattr(rows, "select"):  # a datasets.Dataset
+        return rows.select(train_idx), rows.select(test_idx)
+    return [rows[i] for i in train_idx], [rows[i] for i in test_idx]
 
 
-def completion_batch(tokenizer, prompts: list[str], completions: list[str]):
+def completion_batch(tokenizer, prompts: list[str], completions: list[str], max_length: int | None = None):
     """Tokenize prompt + completion pairs as TRL's DPOTrainer does; pad on the right.
 
-    The completion starts where the ids of the prompt alone and of prompt + completion diverge.
+    The completion starts where the ids of the prompt alone and of prompt + completion diverge. With
+    `max_length`, each sequence keeps its first `max_length` tokens (TRL's "keep_start" truncation).
     Returns (input_ids, attention_mask, completion_mask), each (B, T) LongTensors.
     """
     import torch
@@ -125,7 +113,9 @@ def completion_batch(tokenizer, prompts: list[str], completions: list[str]):
         n = 0
         while n < min(len(p), len(full)) and p[n] == full[n]:
             n += 1
-        rows.append((full, n))
+        if max_length is not None:
+            full = full[:max_length]
+        rows.append((full, min(n, len(full))))
     T = max(len(full) for full, _ in rows)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     ids = torch.full((len(rows), T), pad, dtype=torch.long)
@@ -138,47 +128,80 @@ def completion_batch(tokenizer, prompts: list[str], completions: list[str]):
     return ids, attn, comp
 
 
-def completion_logprobs(model, tokenizer, prompts: list[str], completions: list[str], batch_size: int = 16):
-    """log pi(completion | prompt) under `model` for each pair, as a (N,) float32 CPU tensor."""
+def completion_logprobs(model, tokenizer, prompts: list[str], completions: list[str], batch_size: int = 4,
+                        max_length: int | None = None):
+    """log pi(completion | prompt) under `model` for each pair, as a (N,) float32 CPU tensor.
+
+    Small batches of truncated sequences: the fp32 scores over the vocabulary are what costs memory
+    (batch x length x vocabulary x 4 bytes), so both are bounded.
+    """
     import torch
+    import torch.nn.functional as F
 
     device = next(model.parameters()).device
     out = []
     with torch.no_grad():
         for i in range(0, len(prompts), batch_size):
-            ids, attn, comp = completion_batch(tokenizer, prompts[i: i + batch_size], completions[i: i + batch_size])
-            logits = model(input_ids=ids.to(device), attention_mask=attn.to(device)).logits
-            out.append(sequence_logprobs(logits, ids.to(device), comp.to(device)).float().cpu())
+            ids, attn, comp = completion_batch(tokenizer, prompts[i: i + batch_size],
+                                               completions[i: i + batch_size], max_length)
+            ids, attn, comp = ids.to(device), attn.to(device), comp.to(device)
+            logits = model(input_ids=ids, attention_mask=attn).logits[:, :-1].float()
+            nll = F.cross_entropy(logits.transpose(1, 2), ids[:, 1:], reduction="none")  # (B, T-1)
+            out.append(-(nll * comp[:, 1:]).sum(dim=1).cpu())
     return torch.cat(out)
 
 
 @dataclass(frozen=True)
 class PreferenceScore:
-    """How often a model prefers the chosen answer, and by how much (nats of log-probability)."""
+    """Per held-out pair, log pi(chosen) - log pi(rejected) in nats, and what follows from it."""
 
-    accuracy: float  # fraction of pairs with log pi(chosen) > log pi(rejected)
-    mean_margin: float  # mean of log pi(chosen) - log pi(rejected)
-    n: int
+    margins: tuple[float, ...]
+
+    @property
+    def n(self) -> int:
+        return len(self.margins)
+
+    @property
+    def accuracy(self) -> float:
+        """Fraction of pairs whose chosen completion is the more likely one."""
+        return sum(m > 0 for m in self.margins) / self.n
+
+    @property
+    def mean_margin(self) -> float:
+        return sum(self.margins) / self.n
 
     def __str__(self) -> str:
         return f"accuracy {self.accuracy:.1%} on {self.n} pairs, mean margin {self.mean_margin:+.2f} nats"
 
 
-def preference_accuracy(model, tokenizer, pairs, batch_size: int = 16) -> PreferenceScore:
+def paired_gain(before: PreferenceScore, after: PreferenceScore) -> tuple[float, float]:
+    """Mean per-pair margin gain (after - before) and its standard error, over the same pairs.
+
+    >>> paired_gain(PreferenceScore((0.0, 1.0, 2.0)), PreferenceScore((1.0, 3.0, 3.0)))
+    (1.3333333333333333, 0.3333333333333333)
+    """
+    if before.n != after.n or before.n < 2:
+        raise ValueError("a paired gain needs the same (at least two) pairs before and after")
+    diffs = [a - b for a, b in zip(after.margins, before.margins)]
+    mean = sum(diffs) / len(diffs)
+    var = sum((d - mean) ** 2 for d in diffs) / (len(diffs) - 1)
+    return mean, math.sqrt(var / len(diffs))
+
+
+def preference_accuracy(model, tokenizer, pairs, batch_size: int = 4, max_length: int | None = None) -> PreferenceScore:
     """Does `model` give the chosen completion a higher log-probability than the rejected one?
 
     `pairs`: rows (dicts, or a datasets.Dataset) with "prompt", "chosen", "rejected" strings, e.g.
     from `format_orca_pair`. Scored in eval mode (no dropout); the model's mode is restored.
 
-    >>> preference_accuracy(model, tok, held_out)        # doctest: +SKIP
-    PreferenceScore(accuracy=0.8, mean_margin=3.1, n=40)
+    >>> preference_accuracy(model, tok, held_out, max_length=512)        # doctest: +SKIP
+    PreferenceScore(margins=(3.1, -0.4, ...))
     """
     was_training = model.training
     model.eval()
     prompts = [r["prompt"] for r in pairs]
-    chosen = completion_logprobs(model, tokenizer, prompts, [r["chosen"] for r in pairs], batch_size)
-    rejected = completion_logprobs(model, tokenizer, prompts, [r["rejected"] for r in pairs], batch_size)
+    chosen = completion_logprobs(model, tokenizer, prompts, [r["chosen"] for r in pairs], batch_size, max_length)
+    rejected = completion_logprobs(model, tokenizer, prompts, [r["rejected"] for r in pairs], batch_size, max_length)
     if was_training:
         model.train()
-    margins = chosen - rejected
-    return PreferenceScore(float((margins > 0).float().mean()), float(margins.mean()), len(prompts))
+    return PreferenceScore(tuple((chosen - rejected).tolist()))
