@@ -119,6 +119,15 @@ MODELS: dict[str, ModelSpec] = {
             bos_token="<s>", eos_token="</s>", unk_token="<unk>", pad_token="</s>",
             shape=Shape(2048, 5632, 22, 32, 4, 32000),
         ),
+        ModelSpec(  # the base checkpoint Chat was tuned from: lecture 05's SFT -> DPO starts here
+            key="tinyllama-1.1b",
+            hub_id="TinyLlama/TinyLlama-1.1B-intermediate-step-1431k-3T",
+            title="TinyLlama 1.1B (base)",
+            template="tinyllama-chat.jinja",  # the base ships no chat template: we train it into Chat's format
+            tokenizer_style="sentencepiece",
+            bos_token="<s>", eos_token="</s>", unk_token="<unk>", pad_token=None,
+            shape=Shape(2048, 5632, 22, 32, 4, 32000),
+        ),
         ModelSpec(
             key="mistral-7b-instruct",
             hub_id="mistralai/Mistral-7B-Instruct-v0.1",

@@ -18,7 +18,7 @@ CHAT = [
     {"role": "assistant", "content": "Tokyo, naïvely 😀"},
 ]
 END_OF_TURN = {  # what each format appends after a reply (part of what the model must learn to emit)
-    "llama-2-7b-chat": " </s>", "mistral-7b-instruct": "</s>", "tinyllama-1.1b-chat": "</s>\n",
+    "llama-2-7b-chat": " </s>", "mistral-7b-instruct": "</s>", "tinyllama-1.1b-chat": "</s>\n", "tinyllama-1.1b": "</s>\n",
     "llama-3.1-8b-instruct": "<|eot_id|>", "qwen2.5-7b-instruct": "<|im_end|>\n",
 }
 

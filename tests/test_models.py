@@ -17,6 +17,7 @@ def test_full_returns_the_hub_ids():
         "llama-2-7b-chat": "NousResearch/Llama-2-7b-chat-hf",
         "llama-3.1-8b-instruct": "unsloth/Meta-Llama-3.1-8B-Instruct-bnb-4bit",
         "tinyllama-1.1b-chat": "TinyLlama/TinyLlama-1.1B-Chat-v1.0",
+        "tinyllama-1.1b": "TinyLlama/TinyLlama-1.1B-intermediate-step-1431k-3T",
         "mistral-7b-instruct": "mistralai/Mistral-7B-Instruct-v0.1",
         "qwen2.5-7b-instruct": "Qwen/Qwen2.5-7B-Instruct",
     }
