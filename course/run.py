@@ -4,7 +4,8 @@
     python -m course run --profile full lectures/05_dpo.ipynb
     python -m course run --jobs 1 lectures                # one kernel at a time
 
-Several kernels run at once (`--jobs N`, default: the CPU cores this process may use), each
+Several kernels run at once (`--jobs N`; default in tiny: the CPU cores this process may use, in
+full: one, as one notebook takes the whole GPU), each
 driven by its own worker process; rows, the table and the summary keep the sorted notebook order
 whatever order they finish in. In the tiny profile the offline stand-ins are built once, before any
 kernel starts, so parallel kernels never build the same one twice. Each notebook gets ``PROFILE=<resolved profile>`` injected into its `parameters` cell, runs in the
@@ -71,6 +72,18 @@ def default_jobs() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # macOS, Windows
         return max(1, os.cpu_count() or 1)
+
+
+def jobs_for(profile: str, requested: int | None = None) -> int:
+    """Kernels at once: `requested` when given; else one per CPU core in `tiny`, and one in `full`
+    (a full-profile notebook takes the whole GPU: two would fight over its memory).
+
+    >>> jobs_for("full"), jobs_for("full", 2), jobs_for("tiny", 3), jobs_for("tiny") == default_jobs()
+    (1, 2, 3, True)
+    """
+    if requested is not None:
+        return max(1, requested)
+    return default_jobs() if profile == "tiny" else 1
 
 
 def prepare_profile(profile: str) -> list[Path]:
@@ -315,7 +328,7 @@ def schedule(notebooks: list[Path], expected_seconds: dict[str, float] | None = 
 def run_notebooks(paths, profile: str, progress: bool = True, jobs: int | None = None,
                   expected_seconds: dict[str, float] | None = None, **kwargs) -> list[NotebookRun]:
     """Resolve `profile` once, build what its notebooks share (`prepare_profile`), then run every
-    notebook under `paths`, `jobs` kernels at a time (default `default_jobs()`).
+    notebook under `paths`, `jobs` kernels at a time (default `jobs_for(profile)`).
 
     Returns one NotebookRun per notebook in sorted notebook order, whatever order they finished in;
     kwargs go to `run_notebook` (out_dir, root, kernel, timeout, workdir). With more than one job each
@@ -325,7 +338,7 @@ def run_notebooks(paths, profile: str, progress: bool = True, jobs: int | None =
     resolved = resolve_profile(profile)
     notebooks = find_notebooks(paths, kwargs.get("root"))
     prepare_profile(resolved)
-    jobs = min(default_jobs() if jobs is None else max(1, jobs), max(1, len(notebooks)))
+    jobs = min(jobs_for(resolved, jobs), max(1, len(notebooks)))
     bar = None
     if progress:
         from tqdm.auto import tqdm
@@ -400,7 +413,8 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where executed copies go")
     parser.add_argument("--summary", type=Path, default=DEFAULT_SUMMARY, help="where the JSON summary goes")
     parser.add_argument("--jobs", "-j", type=int, default=None,
-                        help=f"kernels at once (default: the CPU cores available, here {default_jobs()})")
+                        help=f"kernels at once (default: in tiny the CPU cores available, here {default_jobs()}; "
+                             "in full 1, the GPU's memory being the limit)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
 
@@ -420,7 +434,7 @@ def main(argv=None) -> int:
     if args.jobs is not None and args.jobs < 1:
         print(f"error: --jobs must be at least 1, not {args.jobs}", file=sys.stderr)
         return 2
-    jobs = min(args.jobs or default_jobs(), len(notebooks))
+    jobs = min(jobs_for(resolved, args.jobs), len(notebooks))
     start = time.perf_counter()
     rows = run_notebooks(
         notebooks, resolved, progress=not args.no_progress, jobs=jobs, expected_seconds=previous_seconds(args.summary),
