@@ -71,6 +71,66 @@ def machine() -> str:
     return f"{platform.system()} {platform.machine()}, {runner.default_jobs()} CPU cores available{load}"
 
 
+def notebook_imports(notebook: Path) -> str:
+    """The top-level import statements of a notebook's code cells, in order, one per line (cells
+    that are not plain Python, e.g. shell magics, are skipped).
+
+    >>> import nbformat, tempfile
+    >>> nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("import os\\nx = 1\\nfrom json import dumps"),
+    ...                                      nbformat.v4.new_code_cell("!pip install x")])
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     nbformat.write(nb, f"{d}/n.ipynb")
+    ...     print(notebook_imports(Path(d) / "n.ipynb"))
+    import os
+    from json import dumps
+    """
+    import ast
+
+    import nbformat
+
+    lines = []
+    for cell in nbformat.read(notebook, as_version=4).cells:
+        if cell.cell_type != "code":
+            continue
+        try:
+            tree = ast.parse(cell.source)
+        except SyntaxError:
+            continue
+        lines += [ast.unparse(node) for node in tree.body if isinstance(node, (ast.Import, ast.ImportFrom))]
+    return "\n".join(lines)
+
+
+def _python_seconds(code: str) -> float:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-c", code], env=env, check=True, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL)
+    return time.perf_counter() - start
+
+
+def where_time_goes(timing: CourseTiming, root: Path = Path.cwd()) -> str:
+    """Per notebook of a serial run: kernel start-up (an empty notebook's run), the notebook's imports
+    timed in a fresh interpreter (less the interpreter's own start), and the rest (its cells' work)."""
+    import tempfile
+
+    import nbformat
+
+    with tempfile.TemporaryDirectory() as tmp:
+        empty = Path(tmp) / "empty.ipynb"
+        nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell('PROFILE = "tiny"', metadata={"tags": ["parameters"]})])
+        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+        nbformat.write(nb, empty)
+        kernel = runner.run_notebook(empty, "tiny", out_dir=Path(tmp) / "out", root=Path(tmp)).seconds
+    bare = _python_seconds("pass")
+    width = max(len(r.notebook) for r in timing.rows) + 2
+    lines = [f"{'notebook':<{width}}{'run s':>7}{'kernel start s':>16}{'imports s':>11}{'rest s':>8}"]
+    for r in timing.rows:
+        imports = max(0.0, _python_seconds(notebook_imports(root / r.notebook)) - bare)
+        rest = r.seconds - kernel - imports
+        lines.append(f"{r.notebook:<{width}}{r.seconds:>7.1f}{kernel:>16.1f}{imports:>11.1f}{rest:>8.1f}")
+    return "\n".join(lines)
+
+
 def main() -> int:
     if not runner.find_notebooks(["lectures"]):
         print("no lecture notebooks yet: skipped")
@@ -79,6 +139,9 @@ def main() -> int:
     runner.prepare_profile("tiny")
     serial = measure(jobs=1, out_dir=OUT / "executed-serial")
     print(format_report(serial), flush=True)
+    print("\nwhere a serial run's time goes (imports: the notebook's import lines in a fresh python):")
+    print(where_time_goes(serial), flush=True)
+    print()
     parallel = measure(jobs=runner.default_jobs(), out_dir=OUT / "executed")
     print(format_report(parallel))
     print(format_comparison(serial, parallel))
