@@ -62,7 +62,6 @@ $(NEWEST_STAMP): requirements.txt requirements-dev.txt
 	rm -rf $(NEWEST_VENV)
 	python3 -m venv $(NEWEST_VENV)
 	grep -E '^($(subst $() ,|,$(KEEP_PINNED)))==' requirements.txt > $(NEWEST_VENV)/constraints.txt
-	$(NEWEST_PY) -m pip install -q -r requirements-dev.txt
 	$(NEWEST_PY) -m pip install -q --upgrade -c $(NEWEST_VENV)/constraints.txt \
 	    $$(sed -n 's/^\([A-Za-z0-9][A-Za-z0-9._-]*\)==.*/\1/p' requirements.txt requirements-dev.txt \
 	       | grep -v -x -E '$(subst $() ,|,$(KEEP_PINNED))')
