@@ -61,6 +61,7 @@ def xdist_group_of(item) -> str | None:
     return item.nodeid.split("::", 1)[0] if scopes & SHARED_SCOPES else None
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which turns the marks into groups
 def pytest_collection_modifyitems(config, items):
     for item in items:
         group = xdist_group_of(item)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import doctest
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -138,6 +139,20 @@ def test_runner_builds_every_stand_in_before_kernels_start(tmp_path, monkeypatch
     assert row.status == "ok", row.failure_message()
     assert sorted(p.name.rsplit("-", 1)[0] for p in (tmp_path / "cache").iterdir() if not p.name.startswith(".")) \
         == sorted(MODELS)
+
+
+@pytest.fixture(scope="module")
+def module_scoped():
+    return object()
+
+
+def test_tests_sharing_a_module_fixture_stay_on_one_worker(module_scoped, request):
+    """Under `make test` (xdist, --dist loadgroup) a test using a module-scoped fixture carries its
+    module's group: xdist sends the group to one worker, so such a fixture (the graded class in
+    test_grading.py: minutes) is built once, not once per worker."""
+    if not (os.environ.get("PYTEST_XDIST_WORKER") and request.config.getvalue("loadgroup")):
+        pytest.skip("grouping exists only under pytest-xdist --dist loadgroup, as `make test` runs")
+    assert request.node.nodeid.endswith("@tests/test_notebooks.py"), request.node.nodeid
 
 
 def test_runner_refuses_unknown_profile(tmp_path):
