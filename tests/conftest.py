@@ -7,7 +7,8 @@ Parallel safety:
   makes the others wait and then reuse it), so no test shares or races on the checkout's build/;
 - tests that share a module- or class-scoped fixture (e.g. the graded class in test_grading.py) are
   put in one xdist group, so `--dist loadgroup` sends them to one worker and the fixture runs once;
-  every other test, the heavy notebook runs included, is spread over the workers one by one.
+  every other test, the heavy notebook runs included, is spread over the workers one by one, the
+  `slow` ones first.
 """
 
 import os
@@ -63,7 +64,11 @@ def xdist_group_of(item) -> str | None:
 
 @pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which turns the marks into groups
 def pytest_collection_modifyitems(config, items):
+    """Group tests that share a module/class fixture, and hand out the slow ones (`slow` marker:
+    notebook runs, the graded class) first: the short tests then fill the gaps at the end instead of
+    one worker finishing a long notebook alone. Order within each class of tests is kept."""
     for item in items:
         group = xdist_group_of(item)
         if group is not None:
             item.add_marker(pytest.mark.xdist_group(group))
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
