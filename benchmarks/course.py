@@ -39,10 +39,12 @@ class CourseTiming:
         return all(r.status == "ok" for r in self.rows)
 
 
-def measure(paths=("lectures",), profile: str = "tiny", out_dir: Path = OUT / "executed", jobs: int = 1) -> CourseTiming:
-    """Run every notebook under `paths` once, `jobs` kernels at a time, and time the whole course."""
+def measure(paths=("lectures",), profile: str = "tiny", out_dir: Path = OUT / "executed", jobs: int = 1,
+            expected_seconds: dict[str, float] | None = None) -> CourseTiming:
+    """Run every notebook under `paths` once, `jobs` kernels at a time, and time the whole course
+    (`expected_seconds` orders the parallel starts, as `make run` does from its last summary)."""
     start = time.perf_counter()
-    rows = runner.run_notebooks(list(paths), profile, out_dir=out_dir, jobs=jobs)
+    rows = runner.run_notebooks(list(paths), profile, out_dir=out_dir, jobs=jobs, expected_seconds=expected_seconds)
     jobs = min(jobs, max(1, len(rows)))
     return CourseTiming(round(time.perf_counter() - start, 1), rows, jobs)
 
@@ -142,7 +144,8 @@ def main() -> int:
     print("\nwhere a serial run's time goes (imports: the notebook's import lines in a fresh python):")
     print(where_time_goes(serial), flush=True)
     print()
-    parallel = measure(jobs=runner.default_jobs(), out_dir=OUT / "executed")
+    parallel = measure(jobs=runner.default_jobs(), out_dir=OUT / "executed",
+                       expected_seconds={r.notebook: r.seconds for r in serial.rows})
     print(format_report(parallel))
     print(format_comparison(serial, parallel))
     print(f"machine: {machine()}")

@@ -314,15 +314,24 @@ def _run_one(args: tuple) -> NotebookRun:
 
 
 def schedule(notebooks: list[Path], expected_seconds: dict[str, float] | None = None, root: Path | None = None):
-    """Start order for parallel kernels: longest expected first (from a previous summary), unknown
-    ones first of all, ties in sorted order. Only the start order: results keep the sorted order.
+    """Start order for parallel kernels, longest first, so no long notebook starts last and runs
+    alone: notebooks with no figure in `expected_seconds` (a previous summary) first, largest file
+    first (a rough proxy), then the others by their seconds. Only the start order: results keep the
+    sorted order.
 
     >>> [p.name for p in schedule([Path("a.ipynb"), Path("b.ipynb"), Path("c.ipynb")], {"a.ipynb": 5, "b.ipynb": 9})]
     ['c.ipynb', 'b.ipynb', 'a.ipynb']
     """
     root = Path.cwd() if root is None else root
     expected = expected_seconds or {}
-    return sorted(notebooks, key=lambda p: -expected.get(_relative(p, root).as_posix(), float("inf")))
+
+    def key(path: Path):
+        seconds = expected.get(_relative(path, root).as_posix())
+        if seconds is None:
+            return (0, -(path.stat().st_size if path.exists() else 0))
+        return (1, -seconds)
+
+    return sorted(notebooks, key=key)
 
 
 def run_notebooks(paths, profile: str, progress: bool = True, jobs: int | None = None,
