@@ -1,11 +1,13 @@
 """Run every benchmark module present: `python -m benchmarks [name ...]`.
 
-The registry lists module names, imported lazily, so a benchmark that is not written yet (or
-whose optional dependencies are missing) is reported as skipped instead of breaking the others.
+The registry lists module names (or `module:function`), imported lazily, so a benchmark that is not
+written yet (or whose optional dependencies are missing) is reported as skipped instead of breaking
+the others. Benchmarks in OPT_IN run only when named (they take minutes).
 
     $ python -m benchmarks course
-    == course: wall time of every lecture in the tiny profile ==
+    == course: wall time of every lecture in the tiny profile, serial vs parallel ==
     ...
+    $ python -m benchmarks tests      # the whole test suite twice: serial, then with pytest-xdist
 """
 
 from __future__ import annotations
@@ -16,20 +18,27 @@ import traceback
 
 # (name, module, what it prints) — in the order they run
 REGISTRY = [
-    ("course", "benchmarks.course", "wall time of every lecture in the tiny profile"),
+    ("course", "benchmarks.course", "wall time of every lecture in the tiny profile, serial vs parallel"),
+    ("tests", "benchmarks.course:main_tests", "wall time of the test suite, serial vs pytest-xdist (opt-in)"),
     ("autograde", "benchmarks.autograde", "time to autograde the assignments"),
     ("gpu_recipes", "benchmarks.gpu_recipes", "GPU memory fit and HF vs Unsloth (CUDA only)"),
 ]
 
 
+OPT_IN = {"tests"}  # run only when named: `python -m course bench tests`
+
+
 def load(module: str):
-    """The benchmark module, or None when it does not exist (yet)."""
+    """The benchmark's main function (`module:function`, default `main`), or None when the module
+    does not exist (yet)."""
+    module, _, function = module.partition(":")
     try:
-        return importlib.import_module(module)
+        mod = importlib.import_module(module)
     except ModuleNotFoundError as exc:
         if exc.name == module:
             return None
         raise
+    return getattr(mod, function or "main")
 
 
 def main(argv=None) -> int:
@@ -41,15 +50,15 @@ def main(argv=None) -> int:
         return 2
     failures = []
     for name, module, what in REGISTRY:
-        if argv and name not in argv:
+        if (argv and name not in argv) or (not argv and name in OPT_IN):
             continue
         print(f"\n== {name}: {what} ==", flush=True)
         try:
-            mod = load(module)
-            if mod is None:
-                print(f"skipped: {module} is not present")
+            run = load(module)
+            if run is None:
+                print(f"skipped: {module.partition(':')[0]} is not present")
                 continue
-            code = mod.main()
+            code = run()
         except Exception:
             traceback.print_exc()
             code = 1

@@ -7,8 +7,11 @@ is tested on broken copies in tmp_path before it is trusted on the repository.
 from __future__ import annotations
 
 import importlib.metadata
+import os
 import re
 import shutil
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -186,6 +189,11 @@ def test_pyproject_has_no_pins():
     assert pyproject_problems(ROOT) == []
 
 
+NEWEST_ENV = "COURSE_NEWEST"  # set to 1 by `make test-newest` and the newest-versions workflow
+
+
+@pytest.mark.skipif(os.environ.get(NEWEST_ENV) == "1",
+                    reason=f"{NEWEST_ENV}=1: the newest-versions job installs newer releases than the pins on purpose")
 def test_installed_versions_equal_the_pins():
     assert installed_problems(ROOT) == []
 
@@ -236,3 +244,66 @@ def test_gpu_workflow_is_never_triggered_by_pull_requests():
     assert "github.event_name != 'pull_request'" in job["if"]
     assert f"github.repository == '{GITHUB_REPO}'" in job["if"]
     assert job["env"]["HF_TOKEN"] == "${{ secrets.HF_TOKEN }}"
+
+
+# ---- the newest-versions job -------------------------------------------------------------------
+
+def _make_dry_run(*targets: str) -> str:
+    """The commands `make` would run for `targets` (every prerequisite treated as out of date)."""
+    proc = subprocess.run(["make", "-n", "-B", *targets], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def test_make_test_newest_uses_only_its_own_venv():
+    commands = _make_dry_run("test-newest")
+    venvs = set(re.findall(r"(\.venv[\w-]*)/", commands))
+    assert venvs == {".venv-newest"}, f"test-newest must never touch .venv, it uses {venvs}"
+    assert "--upgrade -c .venv-newest/constraints.txt" in commands  # newest releases, torch held back
+    assert "grep -E '^(torch)==' requirements.txt > .venv-newest/constraints.txt" in commands
+    pytest_line = next(line for line in commands.splitlines() if " -m pytest" in line)
+    run_line = next(line for line in commands.splitlines() if " -m course run" in line)
+    assert f"{NEWEST_ENV}=1 .venv-newest/bin/python -m pytest" in pytest_line
+    assert f"{NEWEST_ENV}=1 .venv-newest/bin/python -m course run --profile tiny" in run_line
+
+
+def test_newest_workflow_runs_weekly_opens_nothing_and_keeps_the_notebooks():
+    workflow = yaml.safe_load((ROOT / ".github" / "workflows" / "newest.yml").read_text())
+    triggers = workflow.get("on", workflow.get(True))
+    assert set(triggers) == {"schedule", "workflow_dispatch"} and triggers["schedule"][0]["cron"]
+    assert workflow["permissions"] == {"contents": "read"}  # cannot open issues or push
+    [job] = workflow["jobs"].values()
+    assert job["runs-on"] == "ubuntu-latest" and job["env"][NEWEST_ENV] == "1"
+    runs = [s.get("run", "") for s in job["steps"]]
+    assert "make test-newest" in runs
+    assert not any("gh " in r or "curl" in r for r in runs)
+    upload = next(s for s in job["steps"] if s.get("uses", "").startswith("actions/upload-artifact"))
+    assert upload["if"] == "always()" and "build/newest/executed" in upload["with"]["path"]
+
+
+def test_only_the_pins_check_knows_about_the_newest_job():
+    """COURSE_NEWEST=1 skips exactly one test, in this file; every other test runs in the newest job."""
+    mentions = sorted(p.name for p in (ROOT / "tests").glob("*.py") if NEWEST_ENV in p.read_text())
+    assert mentions == ["test_environment_files.py"]
+    env = {**os.environ, NEWEST_ENV: "1"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", "-p", "no:xdist", "--noconftest",
+         f"{Path(__file__)}::test_installed_versions_equal_the_pins", f"{Path(__file__)}::test_requirements_agree"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+    )
+    assert "1 passed, 1 skipped" in proc.stdout, proc.stdout
+    assert "SKIPPED [1] tests/test_environment_files.py" in proc.stdout and "COURSE_NEWEST=1" in proc.stdout
+
+
+def test_make_test_fails_loudly_when_pytest_collects_nothing(tmp_path):
+    """pytest's exit 5 (no tests collected) fails `make test` with a message; it never passes silently."""
+    (tmp_path / "empty").mkdir()
+    stamp = tmp_path / "stamp"
+    stamp.touch()
+    proc = subprocess.run(
+        ["make", "-s", "test", f"PY={sys.executable}", f"STAMP={stamp}", "JOBS=1",
+         f"PYTEST_ARGS=-p no:cacheprovider --noconftest {tmp_path / 'empty'}"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode != 0
+    assert "error: pytest collected no tests (exit 5)" in proc.stderr
