@@ -73,6 +73,7 @@ REGIONS = {"BEGIN SOLUTION": "END SOLUTION", "BEGIN HIDDEN TESTS": "END HIDDEN T
            "BEGIN MARK SCHEME": "END MARK SCHEME"}
 # An answer line shorter than this (after stripping) is too generic to call a leak: `return out`.
 MIN_ANSWER_CHARS = 16
+MIN_ANSWER_RUN = 3  # consecutive answer lines that make a leak (see `leaks`)
 
 
 class PublishError(RuntimeError):
@@ -249,21 +250,38 @@ def _text_lines(path: str, content: bytes) -> list[str]:
     return text.splitlines()
 
 
-def leaks(files: dict[str, bytes], answers: dict[str, str]) -> list[str]:
-    """Every place in `files` (path -> bytes) showing a marker or an answer line; [] when clean.
+def leaks(files: dict[str, bytes], answers: dict[str, str], run: int | None = None) -> list[str]:
+    """Every place in `files` (path -> bytes) showing a marker or answer code; [] when clean.
 
-    >>> leaks({"a.py": b"x = 1\\n    y = secret(x)  \\n"}, {"y = secret(x)": "solutions/a/a.ipynb"})
-    ['a.py:2: line of solutions/a/a.ipynb: y = secret(x)']
+    Answer code is a run of at least `run` (default MIN_ANSWER_RUN) consecutive lines of one solution
+    notebook's answer lines: a solution cell's code, or a piece of it. A single line shared with an
+    answer (`for new_id in range(256, vocab_size):` in lecture 01, which the assignment extends) is
+    not a leak; whether the lectures and `helpers` give away too much is measured by grading a
+    submission built only from them (tests/test_assignments_*).
+
+    >>> answers = {"y = secret(x)": "solutions/a/a.ipynb", "z = more(y)": "solutions/a/a.ipynb"}
+    >>> leaks({"a.py": b"x = 1\\n    y = secret(x)  \\nz = more(y)\\n"}, answers, run=2)
+    ['a.py:2: line of solutions/a/a.ipynb: y = secret(x)', 'a.py:3: line of solutions/a/a.ipynb: z = more(y)']
+    >>> leaks({"a.py": b"y = secret(x)\\nprint(y)\\n"}, answers, run=2)
+    []
     """
+    run = MIN_ANSWER_RUN if run is None else run
     found = []
     for path, content in files.items():
-        for number, line in enumerate(_text_lines(path, content), 1):
+        lines = [(n, line.strip()) for n, line in enumerate(_text_lines(path, content), 1) if line.strip()]
+        streak: list[tuple[int, str]] = []
+        for number, line in lines + [(0, "")]:
             marker = next((m for m in LEAK_MARKERS if m in line), None)
             if marker:
                 found.append(f"{path}:{number}: marker {marker}")
-            elif line.strip() in answers:
-                found.append(f"{path}:{number}: line of {answers[line.strip()]}: {line.strip()}")
-    return found
+            source = answers.get(line)
+            if source is not None and (not streak or answers[streak[-1][1]] == source):
+                streak.append((number, line))
+                continue
+            if len(streak) >= run:
+                found += [f"{path}:{n}: line of {answers[t]}: {t}" for n, t in streak]
+            streak = [(number, line)] if source is not None else []
+    return sorted(found, key=lambda f: (f.split(":")[0], int(f.split(":")[1])))
 
 
 def read_tree(path: str | Path) -> dict[str, bytes]:

@@ -25,14 +25,6 @@ from course.links import INSTRUCTOR_REPO, STUDENT_REPO, clone_url, colab_url
 ROOT = Path(__file__).resolve().parents[1]
 COLAB_LINK = re.compile(r"https://colab\.research\.google\.com/github/[^)\s\"]+")
 TOOLING = ("course/", "tests/", "solutions/", "benchmarks/", "nbgrader_config.py", ".github/", ".ci/")
-# Issue 10: helpers.bpe, lecture 01's BPE cells, the shipped TinyLlama template and helpers.estimate hand
-# over a1-a3's answers line for line. The refactor of issue 10 removes helpers/bpe.py and changes the
-# assignments; until then the answer scan must find those lines (strict xfail), and publish refuses.
-ISSUE_10_LEAKS = (ROOT / "helpers" / "bpe.py").is_file()
-issue_10 = pytest.mark.xfail(ISSUE_10_LEAKS, strict=True,
-                             reason="issue 10: helpers/lectures still hand over assignment answers")
-
-
 @pytest.fixture(scope="module")
 def tree(tmp_path_factory) -> Path:
     """The student tree as `publish` writes it (its refusals are tested separately below)."""
@@ -85,7 +77,6 @@ def test_no_nbgrader_markers_anywhere(files):
     assert pub.leaks(files, {}) == []
 
 
-@issue_10
 def test_no_line_of_any_solution_or_hidden_test(files, answers):
     """Every file of the tree against every non-trivial line between the markers of solutions/."""
     assert pub.leaks(files, answers) == []
@@ -115,21 +106,25 @@ def _planted(tree: Path, tmp_path: Path, plant) -> set[str]:
 @pytest.mark.parametrize("where", ["helpers/estimate.py", "lectures/02_chat_templates.ipynb", "README.md"])
 def test_scanner_reports_a_planted_solution_line(tree, files, answers, tmp_path, where):
     """A solution line (with quotes, so a notebook stores it JSON-escaped) planted into the tree is found."""
-    solution_line = 'pair = min(stats, key=lambda p: merges.get(p, float("inf")))'
-    hidden_line = "assert merge([5, 5, 5, 5], (5, 5), 9) == [9, 9]"
-    assert solution_line in answers and hidden_line in answers
+    # A leak is a run of MIN_ANSWER_RUN answer lines of one solution notebook. Plant such a run, with a
+    # line holding quotes first (a notebook stores it JSON-escaped) and a hidden-test line among them.
+    a1 = "solutions/a1_bpe_tokenizer/a1_bpe_tokenizer.ipynb"
+    ours = [line for line, src in answers.items() if src == a1]
+    quoted = next(line for line in ours if '"' in line)
+    hidden = next(line for line in ours if line.startswith("assert "))
+    run = [quoted, hidden, *[line for line in ours if line not in (quoted, hidden)][: pub.MIN_ANSWER_RUN - 2]]
     copy = tmp_path / "planted"
     shutil.copytree(tree, copy)
     target = copy / where
     if where.endswith(".ipynb"):
         nb = nbformat.read(target, as_version=4)
-        nb.cells.append(nbformat.v4.new_code_cell(f"def f(stats, merges):\n    {solution_line}\n    {hidden_line}"))
+        nb.cells.append(nbformat.v4.new_code_cell("def f():\n" + "\n".join("    " + line for line in run)))
         nbformat.write(nb, target)
     else:
-        target.write_text(target.read_text() + f"\n    {solution_line}\n{hidden_line}\n")
+        target.write_text(target.read_text() + "\n" + "\n".join(run) + "\n")
     before = set(pub.leaks(files, answers))
     new = set(pub.leaks(pub.read_tree(copy), answers)) - before
-    assert {line.split(": ", 2)[-1] for line in new} == {solution_line, hidden_line}
+    assert {line.split(": ", 2)[-1] for line in new} == set(run)
     assert all(line.startswith(where + ":") for line in new)
 
 
@@ -240,7 +235,6 @@ def test_refuses_a_stale_release_and_writes_nothing(tmp_path, capsys):
 
 
 @pytest.mark.slow
-@issue_10
 def test_make_publish_end_to_end(tmp_path, capsys):
     out = tmp_path / "student"
     assert pub.main(["--out", str(out)]) == 0, capsys.readouterr().err
