@@ -273,8 +273,8 @@ class _Batch:
         with self.lock:
             key = (row.student, row.assignment)
             worker_db = work / "course" / "build" / "gradebook.db" if work else None
-            if row.status == "graded" and any("nbgrader markers" in f for f in row.flags):
-                row.notes.append(f"held at 0 for review (autograded {row.score:g}/{row.max_score:g})")
+            if any("nbgrader markers" in f for f in row.flags):
+                row.notes.append(f"held at 0 for review ({row.status}: {row.score:g}/{row.max_score:g})")
                 row.status = "flagged"
             if row.status == "graded" and worker_db and worker_db.exists():
                 merge_submission("sqlite:///" + str(worker_db), self.db_url, self.course_id, *key)
