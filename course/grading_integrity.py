@@ -67,9 +67,12 @@ def uncommitted(repo: Path, paths=TRACKED) -> list[str]:
 def drift(root: str | Path = REPO_ROOT, code_root: Path = REPO_ROOT) -> list[str]:
     """Why grading `root` now would not use what was committed ([] = go ahead). Refreshes the gradebook."""
     root = Path(root).resolve()
-    reasons = changed_outputs(root)  # first: the release check below rewrites the gradebook
+    outputs = changed_outputs(root)  # first: the release check below rewrites the gradebook
+    reasons = list(outputs)
     reasons += [f"assignments/{name} is not what solutions/ releases (run `make release` and commit)"
                 for name in stale_release(root)]
     for repo in dict.fromkeys([root, code_root.resolve()]):
         reasons += [f"uncommitted change in {repo}: {line}" for line in uncommitted(repo)]
+    if not outputs:
+        record_state(root)  # the release check rewrote the gradebook's copy of the assignments: that is ours
     return reasons
