@@ -27,7 +27,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 import warnings
 import zlib
 from concurrent.futures import ThreadPoolExecutor

@@ -34,7 +34,14 @@ def grade(job: dict) -> dict:
     from nbgrader.api import Gradebook
 
     from . import grading_kernel
-    from .grading_autograde import GradeRow, Problem, cell_problems, deleted_cells, stderr_notes, tampered_cells
+    from .grading_autograde import (
+        GradeRow,
+        Problem,
+        cell_problems,
+        deleted_cells,
+        stderr_notes,
+        tampered_cells,
+    )
     from .grading_course import course_config, nbgrader_api
     from .grading_normalize import hidden_test_lines, normalize
     from .sandbox import Sandbox
