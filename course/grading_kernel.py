@@ -56,8 +56,11 @@ def kernel_manager_class():
             if ACTIVE is not None:  # the sandbox sets the whole environment itself; start in scratch
                 kw["cwd"] = str(ACTIVE.scratch)
                 if os.geteuid() == 0:
+                    from .sandbox import sandbox_uid
+
+                    uid = sandbox_uid(ACTIVE.scratch)
                     for path in [ACTIVE.scratch, *ACTIVE.scratch.rglob("*")]:
-                        os.chown(path, 65534, 65534)
+                        os.chown(path, uid, uid)
             return await super()._async_launch_kernel(kernel_cmd, **kw)
 
     return SandboxKernelManager

@@ -10,7 +10,9 @@ kernel, PID 1 there, goes, the kernel kills every process left in it, `setsid` o
 Backends, best first:
 - `unshare` (Linux, util-linux): mount + network + PID namespaces (+ a user namespace when not root),
   a fresh tmpfs root with read-only binds, chroot, rlimits, then the privileges are dropped (as root:
-  uid/gid 65534; in a user namespace: no capabilities) and `no_new_privs` is set before the kernel runs.
+  an unused uid/gid of its own; in a user namespace: no capabilities) and `no_new_privs` is set
+  before the kernel runs. A tiny init (PID 1, grader code) stays in the namespace: it dies with
+  the grader, and the namespace (every process in it) with it.
 - `docker` / `podman`: the same contract with `--network none --read-only --pids-limit --memory ...`.
 
 `backend()` picks the first that works on this machine, or None (then grading refuses unless
@@ -34,7 +36,7 @@ import sys
 from pathlib import Path
 
 BACKENDS = ("unshare", "docker", "podman")
-NOBODY = 65534
+UID_BASE, UID_RANGE = 200_000, 100_000  # as root: each sandbox runs as its own unused uid (own process cap)
 COURSE_MOUNT = "/course"  # helpers/ is bound at /course/helpers, the tiny-model cache at /course/cache
 SANDBOX_ENV = "COURSE_SANDBOX"  # set in the kernel: which backend runs it
 
@@ -99,14 +101,15 @@ class Sandbox:
 
     def _unshare(self, argv: list[str]) -> list[str]:
         root = os.geteuid() == 0
+        uid = sandbox_uid(self.scratch) if root else None
         config = {"newroot": str(self.scratch.parent / (self.scratch.name + ".root")), "scratch": str(self.scratch),
                   "read_only": self.read_only(), "rlimits": self.limits.rlimits(), "tmp_bytes": self.limits.tmp_bytes,
-                  "uid": NOBODY if root else None,
+                  "uid": uid,
                   "env": {**kernel_env(COURSE_MOUNT, f"{COURSE_MOUNT}/cache"), SANDBOX_ENV: "unshare"}, "argv": argv}
         Path(config["newroot"]).mkdir(exist_ok=True)
-        if root:  # the kernel runs as nobody: give it its scratch folder
+        if root:  # the kernel runs as `uid`: give it its scratch folder
             for path in [self.scratch, *self.scratch.rglob("*")]:
-                os.chown(path, NOBODY, NOBODY)
+                os.chown(path, uid, uid)
         # setpriv: if the grader dies, so does unshare; --kill-child: then so does the namespace's PID 1.
         return ["setpriv", "--pdeathsig", "KILL", "--", "unshare", "--mount", "--net", "--pid", "--fork",
                 "--kill-child", *([] if root else ["--user", "--map-root-user"]),
@@ -128,6 +131,19 @@ class Sandbox:
         for key, value in {**kernel_env(COURSE_MOUNT, f"{COURSE_MOUNT}/cache"), SANDBOX_ENV: self.backend}.items():
             cmd += ["-e", f"{key}={value}"]
         return [*cmd, container_image(), *argv]
+
+
+def sandbox_uid(scratch: Path) -> int:
+    """The uid a sandbox's kernel runs as when the grader is root: unused, and one per scratch folder.
+
+    Separate uids keep one submission's processes from using up another's process cap.
+
+    >>> UID_BASE <= sandbox_uid(Path("/tmp/x")) < UID_BASE + UID_RANGE
+    True
+    """
+    import zlib
+
+    return UID_BASE + zlib.crc32(str(scratch).encode()) % UID_RANGE
 
 
 def container_image() -> str:
@@ -198,8 +214,6 @@ def _drop_capabilities() -> None:
 
 
 def _inside(config: dict) -> None:
-    import resource
-
     new, scratch = config["newroot"], config["scratch"]
     _run("mount", "--make-rprivate", "/")  # nothing below propagates back to the host
     _run("mount", "-t", "tmpfs", "-o", "mode=755,size=16m", "tmpfs", new)
@@ -227,17 +241,39 @@ def _inside(config: dict) -> None:
     uid = config["uid"]
     if uid is not None:
         os.chown(home, uid, uid)
-    for name, value in config["rlimits"].items():
-        resource.setrlimit(getattr(resource, name), tuple(value))
-    if uid is not None:
-        os.setgroups([])
-        os.setgid(uid)
-        os.setuid(uid)
-    _drop_capabilities()
-    log = os.open(os.path.join(scratch, ".kernel.log"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.dup2(log, 1)  # the kernel's own stdout/stderr never reach the grader's console
-    os.dup2(log, 2)
-    os.execve(config["argv"][0], config["argv"], config["env"])
+    # This process is PID 1 of the namespace and stays, unprivileged changes aside, as it is: it keeps
+    # the parent-death signal unshare gave it (a change of uid would clear it), so if the grader or
+    # unshare dies, it dies, and with it every process in the namespace. The kernel is its child.
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # interrupts are for the kernel (same process group)
+    child = os.fork()
+    if child == 0:
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        _become_kernel(config, scratch, uid)
+    while True:  # reap every orphan; leave (killing the namespace) when the kernel is gone
+        pid, status = os.wait()
+        if pid == child:
+            os._exit(os.waitstatus_to_exitcode(status) & 0xFF)
+
+
+def _become_kernel(config: dict, scratch: str, uid: int | None) -> None:
+    import resource
+
+    try:
+        for name, value in config["rlimits"].items():
+            resource.setrlimit(getattr(resource, name), tuple(value))
+        if uid is not None:
+            os.setgroups([])
+            os.setgid(uid)
+            os.setuid(uid)
+        _drop_capabilities()
+        log = os.open(os.path.join(scratch, ".kernel.log"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.dup2(log, 1)  # the kernel's own stdout/stderr never reach the grader's console
+        os.dup2(log, 2)
+        os.execve(config["argv"][0], config["argv"], config["env"])
+    finally:
+        os._exit(127)
 
 
 if __name__ == "__main__" and sys.argv[1:2] == ["--inside"]:
