@@ -129,6 +129,7 @@ def repair_metadata(nb, released, notes: list[str]) -> None:
             cell.metadata["nbgrader"] = copy.deepcopy(spec[gid].metadata["nbgrader"])
             seen.add(gid)
             notes.append(f"{gid}: grading metadata missing (dropped by an editor?); restored from the release")
+    released_sources = {c.source.strip() for c in released.cells}
     # An answer cell is the one unmarked code cell between the graded cells around it in the release.
     order = [_gid(c) for c in released.cells if _gid(c)]
     for gid in [g for g in order if g not in seen]:
@@ -140,7 +141,8 @@ def repair_metadata(nb, released, notes: list[str]) -> None:
         positions = {_gid(c): k for k, c in enumerate(nb.cells) if _gid(c)}
         lo = positions[before] + 1 if before else 0
         hi = positions[after] if after else len(nb.cells)
-        candidates = [c for c in nb.cells[lo:hi] if c.cell_type == "code" and _gid(c) is None]
+        candidates = [c for c in nb.cells[lo:hi] if c.cell_type == "code" and _gid(c) is None
+                      and c.source.strip() not in released_sources]  # not the release's own ungraded cells
         if len(candidates) == 1:
             candidates[0].metadata["nbgrader"] = copy.deepcopy(spec[gid].metadata["nbgrader"])
             seen.add(gid)

@@ -66,8 +66,10 @@ def grade(job: dict) -> dict:
     dest = course / "submitted" / student / aid
     dest.mkdir(parents=True, exist_ok=True)
     unreadable = []
+    releases = {name: nbformat.read(root / "assignments" / aid / f"{name}.ipynb", as_version=4) for name in names}
+    hidden -= {ln.strip() for nb in releases.values() for c in nb.cells for ln in c.source.splitlines()}
     for name in names:
-        released = nbformat.read(root / "assignments" / aid / f"{name}.ipynb", as_version=4)
+        released = releases[name]
         found = normalize(folder, name, released, hidden, single_notebook=len(names) == 1)
         row.notes += [f"{name}.ipynb: {n}" if len(names) > 1 else n for n in found.notes]
         row.flags += found.flags
