@@ -215,7 +215,8 @@ def _scores(db_url: str, course_id: str, student: str, aid: str) -> tuple[float,
 
     with Gradebook(db_url, course_id) as gb:
         sub = gb.find_submission(aid, student)
-        return float(sub.score), float(sub.max_score), bool(sub.needs_manual_grade)
+        late = float(sub.late_submission_penalty or 0)  # nbgrader keeps the penalty apart from the score
+        return max(0.0, float(sub.score) - late), float(sub.max_score), bool(sub.needs_manual_grade)
 
 
 def find_submissions(root: str | os.PathLike, assignments: list[str]) -> list[tuple[str, str]]:
@@ -278,6 +279,11 @@ class _Batch:
             if row.status == "graded" and worker_db and worker_db.exists():
                 merge_submission("sqlite:///" + str(worker_db), self.db_url, self.course_id, *key)
                 row.score, row.max_score, row.needs_manual_grade = _scores(self.db_url, self.course_id, *key)
+                with Gradebook(self.db_url, self.course_id) as gb:
+                    sub = gb.find_submission(row.assignment, row.student)
+                    if sub.total_seconds_late > 0:
+                        row.notes.append(f"submitted {sub.total_seconds_late / 3600:.1f} h after the due date "
+                                         f"(late penalty {float(sub.late_submission_penalty or 0):g})")
                 self._publish(work, *key)
             elif row.status != "invalid-id":
                 with Gradebook(self.db_url, self.course_id) as gb:

@@ -114,10 +114,10 @@ def grade(job: dict) -> dict:
     feedback = api.generate_feedback(aid, student, force=True)
     if not feedback["success"]:
         row.problems.append(Problem("(feedback)", "generate_feedback failed: " + _last_error_line(feedback)))
-    with Gradebook(api.coursedir.db_url, api.coursedir.course_id) as gb:
-        sub = gb.find_submission(aid, student)
-        row.score, row.max_score = float(sub.score), float(sub.max_score)
-        row.needs_manual_grade = bool(sub.needs_manual_grade)
+    from .grading_autograde import _scores
+
+    row.score, row.max_score, row.needs_manual_grade = _scores(api.coursedir.db_url, api.coursedir.course_id,
+                                                               student, aid)
     return _finish(row, start, autograde_seconds)
 
 
