@@ -36,20 +36,19 @@ def kernel_manager_class():
         def _socket_prefix(self):
             if ACTIVE is None:
                 return "127.0.0.1"
-            return str(ACTIVE.scratch / ".kernel" / "k")
+            return str(ACTIVE.socket_dir() / "k")
 
         @default("connection_file")
         def _connection_in_scratch(self):
             if ACTIVE is None:
                 return super()._connection_file_default() if hasattr(super(), "_connection_file_default") else ""
-            Path(ACTIVE.scratch, ".kernel").mkdir(parents=True, exist_ok=True)
-            return str(ACTIVE.scratch / ".kernel" / "connection.json")
+            ACTIVE.socket_dir().mkdir(parents=True, exist_ok=True)
+            return str(ACTIVE.socket_dir() / "connection.json")
 
         def format_kernel_cmd(self, extra_arguments=None):
             cmd = super().format_kernel_cmd(extra_arguments)
             if ACTIVE is None:
                 return cmd
-            Path(ACTIVE.scratch, ".kernel").mkdir(parents=True, exist_ok=True)
             return ACTIVE.command(cmd)
 
         async def _async_launch_kernel(self, kernel_cmd, **kw):
@@ -59,7 +58,7 @@ def kernel_manager_class():
                     from .sandbox import sandbox_uid
 
                     uid = sandbox_uid(ACTIVE.scratch)
-                    for path in [ACTIVE.scratch, *ACTIVE.scratch.rglob("*")]:
+                    for path in [ACTIVE.scratch, *ACTIVE.scratch.rglob("*"), *ACTIVE.socket_dir().rglob("*")]:
                         os.chown(path, uid, uid)
             return await super()._async_launch_kernel(kernel_cmd, **kw)
 

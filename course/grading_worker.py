@@ -21,6 +21,7 @@ import json
 import os
 import shutil
 import sys
+import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -95,12 +96,18 @@ def grade(job: dict) -> dict:
         scratch.mkdir(exist_ok=True)
         for nb_path in dest.glob("*.ipynb"):  # the student's own notebook, nothing else of the course
             shutil.copy(nb_path, scratch / nb_path.name)
+        # Unix socket paths are limited to ~107 bytes: the kernel's sockets live in a short folder.
+        sockets = Path(tempfile.mkdtemp(prefix="cg-", dir="/tmp"))
         grading_kernel.ACTIVE = Sandbox(job["backend"], scratch, Path(job["helpers"]),
-                                        Path(job["cache"]) if job["cache"] else None)
+                                        Path(job["cache"]) if job["cache"] else None, sockets=sockets)
     autograde_start = time.perf_counter()
-    with warnings.catch_warnings():  # SQLAlchemy autoflush chatter from inside nbgrader
-        warnings.simplefilter("ignore")
-        result = api.autograde(aid, student, force=True, create=True)
+    try:
+        with warnings.catch_warnings():  # SQLAlchemy autoflush chatter from inside nbgrader
+            warnings.simplefilter("ignore")
+            result = api.autograde(aid, student, force=True, create=True)
+    finally:
+        if grading_kernel.ACTIVE is not None and grading_kernel.ACTIVE.sockets is not None:
+            shutil.rmtree(grading_kernel.ACTIVE.sockets, ignore_errors=True)
     autograde_seconds = time.perf_counter() - autograde_start
     if not result["success"]:
         row.status = "failed"
@@ -130,7 +137,7 @@ def _finish(row, start: float, autograde_seconds: float) -> dict:
 
 def _last_error_line(result: dict) -> str:
     text = (result.get("error") or "") + "\n" + (result.get("log") or "")
-    lines = [ln for ln in text.splitlines() if ln.strip()]
+    lines = [ln for ln in text.splitlines() if ln.strip() and "Please see the" not in ln]
     errors = [ln for ln in lines if "Error" in ln or "error" in ln]
     return (errors or lines or ["(no log)"])[-1].strip()[:200]
 

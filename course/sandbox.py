@@ -76,6 +76,10 @@ class Sandbox:
     helpers: Path
     cache: Path | None = None
     limits: Limits = Limits()
+    sockets: Path | None = None  # the kernel's Unix sockets (a short path: at most ~100 characters)
+
+    def socket_dir(self) -> Path:
+        return self.sockets if self.sockets is not None else self.scratch / ".kernel"
 
     def read_only(self) -> list[tuple[str, str]]:
         """(host path, sandbox path) bound read-only: the interpreter, the venv, helpers, the cache."""
@@ -103,12 +107,13 @@ class Sandbox:
         root = os.geteuid() == 0
         uid = sandbox_uid(self.scratch) if root else None
         config = {"newroot": str(self.scratch.parent / (self.scratch.name + ".root")), "scratch": str(self.scratch),
-                  "read_only": self.read_only(), "rlimits": self.limits.rlimits(), "tmp_bytes": self.limits.tmp_bytes,
+                  "read_only": self.read_only(), "sockets": str(self.socket_dir()), "rlimits": self.limits.rlimits(), "tmp_bytes": self.limits.tmp_bytes,
                   "uid": uid,
                   "env": {**kernel_env(COURSE_MOUNT, f"{COURSE_MOUNT}/cache"), SANDBOX_ENV: "unshare"}, "argv": argv}
         Path(config["newroot"]).mkdir(exist_ok=True)
+        self.socket_dir().mkdir(parents=True, exist_ok=True)
         if root:  # the kernel runs as `uid`: give it its scratch folder
-            for path in [self.scratch, *self.scratch.rglob("*")]:
+            for path in [self.scratch, *self.scratch.rglob("*"), self.socket_dir()]:
                 os.chown(path, uid, uid)
         # setpriv: if the grader dies, so does unshare; --kill-child: then so does the namespace's PID 1.
         return ["setpriv", "--pdeathsig", "KILL", "--", "unshare", "--mount", "--net", "--pid", "--fork",
@@ -123,7 +128,7 @@ class Sandbox:
                "--ulimit", f"fsize={lim.file_bytes}", "--ulimit", f"cpu={lim.cpu_seconds}",
                "--ulimit", f"nofile={lim.open_files}",
                "--tmpfs", f"/tmp:size={lim.tmp_bytes},mode=1777", "--workdir", str(self.scratch),
-               "-v", f"{self.scratch}:{self.scratch}:rw"]
+               "-v", f"{self.scratch}:{self.scratch}:rw", "-v", f"{self.socket_dir()}:{self.socket_dir()}:rw"]
         for host, inside in self.read_only():
             if inside.startswith(COURSE_MOUNT) or inside == host and host not in ("/usr", "/lib", "/lib64", "/lib32",
                                                                                    "/bin", "/sbin", "/etc"):
@@ -233,6 +238,8 @@ def _inside(config: dict) -> None:
     for src, dst in config["read_only"]:  # after /tmp: a scratch folder under /tmp must stay visible
         _bind(src, new + dst, read_only=True)
     _bind(scratch, new + scratch, read_only=False)
+    if not config["sockets"].startswith(scratch + "/"):
+        _bind(config["sockets"], new + config["sockets"], read_only=False)
     _run("mount", "-o", "remount,ro,bind", new)  # the root itself: read-only
     os.chroot(new)
     os.chdir(scratch)
