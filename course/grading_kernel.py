@@ -12,7 +12,6 @@ True
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 from .sandbox import Sandbox
 
