@@ -6,12 +6,12 @@ answers in the student notebook, and the blank release, round-robin over student
 `jobs=os.cpu_count()`. Prints wall seconds per submission for each, the speed-up, and the mean
 nbgrader autograde time per submission. Figures, not checks: nothing here asserts a time.
 
-    $ python -m benchmarks autograde
-    class: 40 submissions (4 assignments), sandbox unshare, 2 cores
-    jobs   wall s   s/submission   mean autograde s
-       1    330.0           8.2               4.9
-       2    190.0           4.8               7.1
-    speed-up with 2 jobs: 1.7x
+    $ python -m benchmarks autograde        # this 2-core shared CPU box, 2026-11-25
+    class: 40 submissions, sandbox unshare, 2 cores
+    jobs   wall s  s/submission  mean autograde s
+       1    224.1          5.60              2.10
+       2    150.5          3.76              2.64
+    speed-up with 2 jobs: 1.5x
 """
 
 from __future__ import annotations
