@@ -41,7 +41,7 @@ import secrets
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from nbformat.v4 import new_output
 from nbgrader.preprocessors import Execute, NbGraderPreprocessor, SaveAutoGrades
-from nbgrader.utils import determine_grade, is_grade, is_solution
+from nbgrader.utils import is_grade, is_solution
 from traitlets import Integer, Unicode
 
 BROKEN_CELL_ENAME = "GraderError"
@@ -197,7 +197,7 @@ class ObservedScores(SaveAutoGrades):
         grade = self.gradebook.find_grade(cell.metadata["nbgrader"]["grade_id"], self.notebook_id,
                                           self.assignment_id, self.student_id)
         outcome = resources.get("course_outcomes", {}).get(cell.metadata["nbgrader"]["grade_id"], {})
-        _, max_points = determine_grade(cell, self.log)
+        max_points = float(cell.metadata["nbgrader"]["points"])  # (determine_grade would parse displays)
         grade.auto_score = max_points if outcome.get("status") == "ok" else 0.0
         grade.needs_manual_grade = grade.manual_score is not None
         self.gradebook.db.commit()
