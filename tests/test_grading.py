@@ -31,7 +31,7 @@ from course.grading_course import REPO_ROOT, _tree_differences, course_config
 from course.grading_integrity import drift, record_state
 from course.grading_normalize import answered_release, hidden_test_lines
 from course.grading_preprocessors import BROKEN_CELL_ENAME, RESULT_PREFIX, take_result
-from course.sandbox import NoSandbox, Sandbox, backend, require_backend, works
+from course.sandbox import BACKENDS, NoSandbox, Sandbox, backend, require_backend, works
 
 pytestmark = pytest.mark.slow
 
@@ -369,13 +369,13 @@ def test_no_backend_means_a_clear_refusal():
 
 # --- the sandbox and the harness, directly ---------------------------------------------------------
 
-def test_sandbox_contract(tmp_path):
+@pytest.mark.parametrize("name", BACKENDS)
+def test_sandbox_contract(tmp_path, name):
     import os
     import sys
 
-    name = backend()
-    if name is None:
-        pytest.skip("no sandbox backend on this machine")
+    if not works(name):
+        pytest.skip(f"sandbox backend {name} does not work on this machine")
     scratch = tmp_path / "scratch"
     scratch.mkdir()
     probe = f"""
