@@ -22,7 +22,7 @@ c.CourseDirectory.feedback_directory = os.path.join("build", "feedback")
 c.CourseDirectory.db_url = "sqlite:///" + os.path.join(ROOT, "build", "gradebook.db")
 c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback", ".DS_Store"]
 
-# Student code runs in this interpreter's `python3` kernel. The slowest graded cell runs in well under
+# Student code runs in this interpreter's `python3` kernel, in the sandbox (course/sandbox.py). The slowest graded cell runs in well under
 # a second on CPU; 30 s leaves room for a loaded machine and still stops an infinite loop quickly.
 c.Execute.kernel_name = "python3"
 c.Execute.timeout = 30
@@ -36,6 +36,10 @@ c.Autograde.create_student = True
 c.Autograde.autograde_preprocessors = autograde_preprocessors()
 # Feedback is generated from the autograded notebook, which holds the hidden tests again: strip them.
 c.GenerateFeedback.preprocessors = feedback_preprocessors()
+# A submission whose timestamp.txt is after the assignment's due date (set with
+# `nbgrader db assignment add <aid> --duedate ...` or in formgrader) scores 0; no due date, no penalty.
+c.LateSubmissionPlugin.penalty_method = "zero"
+# Output kept per cell in the autograded notebook and the feedback (a flood of prints is cut, not graded).
 c.LimitOutput.max_lines = 200
 c.LimitOutput.max_traceback = 50
 
