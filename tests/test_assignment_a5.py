@@ -23,6 +23,7 @@ import nbformat
 import pytest
 
 from course.grading import grade_class, release
+from course.grading_normalize import answered_release
 from course.grading_course import REPO_ROOT, _tree_differences
 
 AID = "a5_decoding"
@@ -92,13 +93,12 @@ def graded(tmp_path_factory):
                     ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
     release(root)
     solution, blank = _read(root / "solutions" / AID / f"{AID}.ipynb"), _read(root / "assignments" / AID / f"{AID}.ipynb")
-    _submit(root, "solution", solution)
+    answered = answered_release(blank, solution)  # an honest full answer (the raw solution is flagged)
+    _submit(root, "solution", answered)
     _submit(root, "blank", blank)
     _submit(root, "from_lecture", _with_answers(_read(root / "assignments" / AID / f"{AID}.ipynb"), FROM_LECTURE))
-    _submit(root, "off_by_one_top_p", _with_answers(_read(root / "solutions" / AID / f"{AID}.ipynb"),
-                                                    {"top_p_filter": OFF_BY_ONE_TOP_P}))
-    _submit(root, "padding_counted", _with_answers(_read(root / "solutions" / AID / f"{AID}.ipynb"),
-                                                   {"perplexity": PADDING_COUNTED}))
+    _submit(root, "off_by_one_top_p", _with_answers(answered, {"top_p_filter": OFF_BY_ONE_TOP_P}))
+    _submit(root, "padding_counted", _with_answers(answered, {"perplexity": PADDING_COUNTED}))
     rows = grade_class(root, timeout=CELL_TIMEOUT, assignments=[AID])
     return root, {r.student: r for r in rows}
 

@@ -28,6 +28,7 @@ import nbformat
 import pytest
 
 from course.grading import grade_class, release
+from course.grading_normalize import answered_release
 from course.grading_course import REPO_ROOT
 
 pytestmark = pytest.mark.slow
@@ -151,7 +152,9 @@ def graded(tmp_path_factory):
     subs = {}
     for aid in (A1, A2):
         sol, blank = _read(root / "solutions" / aid / f"{aid}.ipynb"), _read(root / "assignments" / aid / f"{aid}.ipynb")
-        subs[("solution", aid)], subs[("blank", aid)] = sol, blank
+        # what an honest student hands in: the release with the solution's answers (the raw solution
+        # notebook carries the hidden tests, and the grader flags it)
+        subs[("solution", aid)], subs[("blank", aid)] = answered_release(blank, sol), blank
     blank1, blank2 = subs[("blank", A1)], subs[("blank", A2)]
     subs[("lecture", A1)] = _fill(blank1, a1_from_lecture_01())
     for key in MODEL_KEYS:

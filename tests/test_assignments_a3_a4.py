@@ -28,6 +28,7 @@ import pytest
 import torch
 
 from course.grading import grade_class, release
+from course.grading_normalize import answered_release
 from course.grading_course import REPO_ROOT
 
 pytestmark = pytest.mark.slow
@@ -107,7 +108,7 @@ def graded(tmp_path_factory):
     release(root)
     for aid in (A3, A4):
         released = _read(root / "assignments" / aid / f"{aid}.ipynb")
-        subs = {"solution": _read(root / "solutions" / aid / f"{aid}.ipynb"), "blank": released,
+        subs = {"solution": answered_release(released, _read(root / "solutions" / aid / f"{aid}.ipynb")), "blank": released,
                 "course_built": course_built_submission(aid, released)}
         for student, nb in subs.items():
             folder = root / "submitted" / student / aid
