@@ -16,15 +16,16 @@ cells run in-process.
 
 from __future__ import annotations
 
-import shutil
+import copy
 from pathlib import Path
 
 import nbformat
 import pytest
+from scratch_course import scratch_course, solution_namespace
 
-from course.grading import grade_class, release
-from course.grading_normalize import answered_release
+from course.grading import grade_class
 from course.grading_course import REPO_ROOT, _tree_differences
+from course.grading_normalize import answered_release
 
 AID = "a5_decoding"
 CELL_TIMEOUT = 60
@@ -89,16 +90,14 @@ def _submit(root: Path, student: str, nb) -> None:
 def graded(tmp_path_factory):
     """(root, rows by student) of a scratch course with only a5, released and graded once."""
     root = tmp_path_factory.mktemp("course")
-    shutil.copytree(REPO_ROOT / "solutions" / AID, root / "solutions" / AID,
-                    ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
-    release(root)
+    scratch_course(root, [AID])
     solution, blank = _read(root / "solutions" / AID / f"{AID}.ipynb"), _read(root / "assignments" / AID / f"{AID}.ipynb")
     answered = answered_release(blank, solution)  # an honest full answer (the raw solution is flagged)
     _submit(root, "solution", answered)
     _submit(root, "blank", blank)
     _submit(root, "from_lecture", _with_answers(_read(root / "assignments" / AID / f"{AID}.ipynb"), FROM_LECTURE))
-    _submit(root, "off_by_one_top_p", _with_answers(answered, {"top_p_filter": OFF_BY_ONE_TOP_P}))
-    _submit(root, "padding_counted", _with_answers(answered, {"perplexity": PADDING_COUNTED}))
+    _submit(root, "off_by_one_top_p", _with_answers(copy.deepcopy(answered), {"top_p_filter": OFF_BY_ONE_TOP_P}))
+    _submit(root, "padding_counted", _with_answers(copy.deepcopy(answered), {"perplexity": PADDING_COUNTED}))
     rows = grade_class(root, timeout=CELL_TIMEOUT, assignments=[AID])
     return root, {r.student: r for r in rows}
 
@@ -169,13 +168,7 @@ def test_the_lecture_still_offers_what_the_lecture_submission_uses():
 # --- the solution against outside references (in-process, no grading) ------------------------------
 
 def _solution_namespace() -> dict:
-    nb = _read(REPO_ROOT / "solutions" / AID / f"{AID}.ipynb")
-    ns: dict = {}
-    for cell in nb.cells:
-        meta = cell.metadata.get("nbgrader", {})
-        if cell.cell_type == "code" and (meta.get("solution") or (meta.get("locked") and not meta.get("grade"))):
-            exec(compile(cell.source, f"{AID}:{meta['grade_id']}", "exec"), ns)
-    return ns
+    return solution_namespace(AID)
 
 
 def test_solution_filters_match_transformers():

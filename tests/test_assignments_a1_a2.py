@@ -21,15 +21,15 @@ from __future__ import annotations
 
 import ast
 import copy
-import shutil
 from pathlib import Path
 
 import nbformat
 import pytest
+from scratch_course import scratch_course
 
-from course.grading import grade_class, release
-from course.grading_normalize import answered_release
+from course.grading import grade_class
 from course.grading_course import REPO_ROOT
+from course.grading_normalize import answered_release
 
 pytestmark = pytest.mark.slow
 
@@ -145,10 +145,7 @@ def a2_solved_template_with_helpers_masking(solution) -> dict[str, str]:
 def graded(tmp_path_factory):
     """{student: (row, points of each test cell)} for a1 and a2 submissions graded on a scratch course."""
     root = tmp_path_factory.mktemp("course")
-    for aid in (A1, A2):
-        shutil.copytree(REPO_ROOT / "solutions" / aid, root / "solutions" / aid,
-                        ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
-    release(root)
+    scratch_course(root, (A1, A2))
     subs = {}
     for aid in (A1, A2):
         sol, blank = _read(root / "solutions" / aid / f"{aid}.ipynb"), _read(root / "assignments" / aid / f"{aid}.ipynb")

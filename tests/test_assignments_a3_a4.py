@@ -19,17 +19,17 @@ a real `DPOTrainer` (sigmoid and IPO losses, read from `evaluate()`) for a4.
 from __future__ import annotations
 
 import ast
-import shutil
 import textwrap
 from pathlib import Path
 
 import nbformat
 import pytest
 import torch
+from scratch_course import scratch_course
 
-from course.grading import grade_class, release
-from course.grading_normalize import answered_release
+from course.grading import grade_class
 from course.grading_course import REPO_ROOT
+from course.grading_normalize import answered_release
 
 pytestmark = pytest.mark.slow
 
@@ -102,10 +102,7 @@ def course_built_submission(aid: str, released):
 def graded(tmp_path_factory):
     """{(student, assignment): GradeRow} for a scratch course with only a3 and a4."""
     root = tmp_path_factory.mktemp("course_a3_a4")
-    for aid in (A3, A4):
-        shutil.copytree(REPO_ROOT / "solutions" / aid, root / "solutions" / aid,
-                        ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
-    release(root)
+    scratch_course(root, (A3, A4))
     for aid in (A3, A4):
         released = _read(root / "assignments" / aid / f"{aid}.ipynb")
         subs = {"solution": answered_release(released, _read(root / "solutions" / aid / f"{aid}.ipynb")), "blank": released,

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from scratch_course import solution_namespace
 
 from course.grading import assignment_ids, grade_class, main, merge_shards, release, write_grades_csv
 from course.grading_autograde import GradeRow, read_grades_csv, shard_of
@@ -427,15 +428,7 @@ def test_harness_result_cannot_be_forged():
 
 # --- the solutions against outside references ------------------------------------------------------
 
-def _solution_namespace(aid: str) -> dict:
-    """Run the answer cells (and the read-only helpers) of a solution notebook; return its globals."""
-    nb = _read(REPO_ROOT / "solutions" / aid / f"{aid}.ipynb")
-    ns: dict = {}
-    for cell in nb.cells:
-        meta = cell.metadata.get("nbgrader", {})
-        if cell.cell_type == "code" and (meta.get("solution") or (meta.get("locked") and not meta.get("grade"))):
-            exec(compile(cell.source, f"{aid}:{meta['grade_id']}", "exec"), ns)
-    return ns
+_solution_namespace = solution_namespace  # tests/scratch_course.py
 
 
 def test_bpe_solution_matches_tokenizers():
