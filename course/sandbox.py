@@ -35,6 +35,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+from helpers.constants import GIB, OFFLINE_ENV
+
+# Run inside the namespaces (stdlib only): builds the root, stays PID 1, starts the kernel.
+INIT_SCRIPT = str(Path(__file__).with_name("sandbox_init.py"))
+MIB = GIB // 1024
+
 BACKENDS = ("unshare", "docker", "podman")
 UID_BASE, UID_RANGE = 200_000, 100_000  # as root: each sandbox runs as its own unused uid (own process cap)
 COURSE_MOUNT = "/course"  # helpers/ is bound at /course/helpers, the tiny-model cache at /course/cache
@@ -45,12 +51,12 @@ SANDBOX_ENV = "COURSE_SANDBOX"  # set in the kernel: which backend runs it
 class Limits:
     """Caps for one kernel and everything it starts."""
 
-    memory_bytes: int = 6 * 2**30  # address space (torch maps a lot it never touches)
+    memory_bytes: int = 6 * GIB  # address space (torch maps a lot it never touches)
     processes: int = 256  # threads count too (torch, tokenizers)
-    file_bytes: int = 64 * 2**20  # largest file it may write
+    file_bytes: int = 64 * MIB  # largest file it may write
     cpu_seconds: int = 600
     open_files: int = 1024
-    tmp_bytes: int = 256 * 2**20  # /tmp and /dev/shm (tmpfs)
+    tmp_bytes: int = 256 * MIB  # /tmp and /dev/shm (tmpfs)
 
     def rlimits(self) -> dict[str, tuple[int, int]]:
         return {"RLIMIT_AS": (self.memory_bytes,) * 2, "RLIMIT_NPROC": (self.processes,) * 2,
@@ -63,7 +69,7 @@ def kernel_env(course: str, cache: str) -> dict[str, str]:
     return {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "/tmp/home", "LANG": "C.UTF-8",
             "PYTHONPATH": course, "COURSE_CACHE_DIR": cache, "OMP_NUM_THREADS": "1",
             "MKL_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "MPLBACKEND": "Agg",
-            "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
+            **OFFLINE_ENV,
             "NBGRADER_EXECUTION": "autograde", "PYTHONDONTWRITEBYTECODE": "1", "IPYTHONDIR": "/tmp/home/.ipython"}
 
 
@@ -118,7 +124,7 @@ class Sandbox:
         # setpriv: if the grader dies, so does unshare; --kill-child: then so does the namespace's PID 1.
         return ["setpriv", "--pdeathsig", "KILL", "--", "unshare", "--mount", "--net", "--pid", "--fork",
                 "--kill-child", *([] if root else ["--user", "--map-root-user"]),
-                os.path.realpath(sys.executable), "-I", "-S", __file__, "--inside", json.dumps(config)]
+                os.path.realpath(sys.executable), "-I", "-S", INIT_SCRIPT, "--inside", json.dumps(config)]
 
     def _container(self, argv: list[str]) -> list[str]:
         lim = self.limits
@@ -190,98 +196,3 @@ def require_backend(preferred: str | None = None) -> str:
                         "your rights over the whole course. Install util-linux (Linux, user namespaces enabled) "
                         "or start Docker/Podman, or pass --no-sandbox to grade unprotected (trusted submissions only).")
     return name
-
-
-# --- inside the namespaces (run as `python -I -S sandbox.py --inside CONFIG`; stdlib only) -----------
-
-def _run(*cmd: str) -> None:
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
-
-
-def _bind(src: str, dst: str, read_only: bool, device: bool = False) -> None:
-    if os.path.isdir(src):
-        os.makedirs(dst, exist_ok=True)
-    else:
-        os.makedirs(os.path.dirname(dst), exist_ok=True)
-        open(dst, "a").close()
-    _run("mount", "--bind", src, dst)
-    _run("mount", "-o", "remount,bind,nosuid" + ("" if device else ",nodev") + (",ro" if read_only else ""), dst)
-
-
-def _drop_capabilities() -> None:
-    import ctypes
-
-    libc = ctypes.CDLL(None, use_errno=True)
-    for cap in range(64):
-        libc.prctl(24, cap, 0, 0, 0)  # PR_CAPBSET_DROP (fails harmlessly past the last capability)
-    if libc.prctl(38, 1, 0, 0, 0) != 0:  # PR_SET_NO_NEW_PRIVS
-        raise OSError(ctypes.get_errno(), "PR_SET_NO_NEW_PRIVS failed")
-
-
-def _inside(config: dict) -> None:
-    new, scratch = config["newroot"], config["scratch"]
-    _run("mount", "--make-rprivate", "/")  # nothing below propagates back to the host
-    _run("mount", "-t", "tmpfs", "-o", "mode=755,size=16m", "tmpfs", new)
-    for sub in ("proc", "dev", "tmp"):
-        os.makedirs(f"{new}/{sub}", exist_ok=True)
-    _run("mount", "-t", "proc", "-o", "nosuid,nodev,noexec", "proc", f"{new}/proc")
-    _run("mount", "-t", "tmpfs", "-o", "mode=755,size=1m,nosuid", "tmpfs", f"{new}/dev")
-    for node in ("null", "zero", "full", "random", "urandom"):
-        _bind(f"/dev/{node}", f"{new}/dev/{node}", read_only=False, device=True)
-    for name, target in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"),
-                         ("stderr", "/proc/self/fd/2")):
-        os.symlink(target, f"{new}/dev/{name}")
-    os.makedirs(f"{new}/dev/shm")
-    size = config["tmp_bytes"]
-    _run("mount", "-t", "tmpfs", "-o", f"mode=1777,size={size},nosuid,nodev", "tmpfs", f"{new}/tmp")
-    _run("mount", "-t", "tmpfs", "-o", f"mode=1777,size={size},nosuid,nodev", "tmpfs", f"{new}/dev/shm")
-    for src, dst in config["read_only"]:  # after /tmp: a scratch folder under /tmp must stay visible
-        _bind(src, new + dst, read_only=True)
-    _bind(scratch, new + scratch, read_only=False)
-    if not config["sockets"].startswith(scratch + "/"):
-        _bind(config["sockets"], new + config["sockets"], read_only=False)
-    _run("mount", "-o", "remount,ro,bind", new)  # the root itself: read-only
-    os.chroot(new)
-    os.chdir(scratch)
-    home = config["env"]["HOME"]
-    os.makedirs(home, mode=0o700, exist_ok=True)
-    uid = config["uid"]
-    if uid is not None:
-        os.chown(home, uid, uid)
-    # This process is PID 1 of the namespace and stays, unprivileged changes aside, as it is: it keeps
-    # the parent-death signal unshare gave it (a change of uid would clear it), so if the grader or
-    # unshare dies, it dies, and with it every process in the namespace. The kernel is its child.
-    import signal
-
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # interrupts are for the kernel (same process group)
-    child = os.fork()
-    if child == 0:
-        signal.signal(signal.SIGINT, signal.SIG_DFL)
-        _become_kernel(config, scratch, uid)
-    while True:  # reap every orphan; leave (killing the namespace) when the kernel is gone
-        pid, status = os.wait()
-        if pid == child:
-            os._exit(os.waitstatus_to_exitcode(status) & 0xFF)
-
-
-def _become_kernel(config: dict, scratch: str, uid: int | None) -> None:
-    import resource
-
-    try:
-        for name, value in config["rlimits"].items():
-            resource.setrlimit(getattr(resource, name), tuple(value))
-        if uid is not None:
-            os.setgroups([])
-            os.setgid(uid)
-            os.setuid(uid)
-        _drop_capabilities()
-        log = os.open(os.path.join(scratch, ".kernel.log"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        os.dup2(log, 1)  # the kernel's own stdout/stderr never reach the grader's console
-        os.dup2(log, 2)
-        os.execve(config["argv"][0], config["argv"], config["env"])
-    finally:
-        os._exit(127)
-
-
-if __name__ == "__main__" and sys.argv[1:2] == ["--inside"]:
-    _inside(json.loads(sys.argv[2]))
