@@ -395,7 +395,7 @@ try:
 except OSError:
     print("no network")
 print("home", os.environ["HOME"])
-subprocess.Popen(["sleep", "300"], start_new_session=True)
+subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)", "course-sandbox-orphan-probe"], start_new_session=True)
 open("big", "wb").write(b"x" * (80 * 2**20))
 """
     box = Sandbox(name, scratch, REPO_ROOT / "helpers")
@@ -404,7 +404,8 @@ open("big", "wb").write(b"x" * (80 * 2**20))
     assert "helpers\n" in log and "sees" not in log and "wrote" not in log, log
     assert log.count("read-only") == 2 and "no network" in log and "home /tmp/home" in log, log
     assert result.returncode != 0 and (scratch / "big").stat().st_size <= 64 * 2**20  # file size cap
-    assert "sleep 300" not in subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    # the orphan it started carries a marker of its own, so no other process on the machine can match
+    assert "course-sandbox-orphan-probe" not in subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
 
 
 def test_harness_result_cannot_be_forged():
